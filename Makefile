@@ -1,0 +1,46 @@
+# Livelog: `make run` (everything in one process, no services) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Tests use the real PostgreSQL and Redis of this machine (see README).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/livelog
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
+PYTEST_ARGS ?=
+
+RUN_ENV := DEBUG=true REDIS_URL= FEEDS_ALLOW_PRIVATE_NETWORKS=true LIVELOG_DEMO=true
+TEST_ENV := DEBUG=false SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef \
+	SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=127.0.0.1,localhost,testserver REDIS_URL= \
+	DATABASE_URL=$(TEST_DATABASE_URL) LIVELOG_TEST_REDIS_URL=$(TEST_REDIS_URL)
+
+.PHONY: run test lint format bench install clean
+
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements/dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(RUN_ENV) $(PY) manage.py migrate --noinput
+	$(RUN_ENV) HOST=$(HOST) PORT=$(PORT) $(PY) manage.py runlive
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint
+	$(TEST_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
+	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) staticfiles livelog.sqlite3*

@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import path
+
+from live import views
+
+admin.site.site_header = "Livelog administration"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("entries/<int:pk>/", views.entry_detail, name="entry"),
+    path("api/entries/", views.api_entries, name="api-entries"),
+    path("api/feeds/", views.api_feeds, name="api-feeds"),
+    path("demo/feed.xml", views.demo_feed, name="demo-feed"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,30 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from feeds.fetching import FetchError
+from feeds.ingest import add_feed
+
+
+class Command(BaseCommand):
+    help = "Add feeds by URL (each checked by the fetch guard); prints each new feed's id."
+
+    def add_arguments(self, parser):
+        parser.add_argument("urls", nargs="+", metavar="URL")
+        parser.add_argument("--interval", type=int, default=None, help="Seconds between fetches (min 5).")
+
+    def handle(self, *urls, interval=None, **options):
+        if interval is not None and interval < 5:
+            raise CommandError("--interval must be at least 5 seconds")
+        failed = 0
+        for url in urls:
+            try:
+                feed, created = add_feed(url, interval)
+            except FetchError as exc:
+                failed += 1
+                self.stderr.write(f"{url}: refused: {exc}")
+                continue
+            if created:
+                self.stdout.write(f"{feed.pk} {feed.url}")
+            else:
+                self.stdout.write(f"{feed.pk} {feed.url} (already added)")
+        if failed:
+            raise CommandError(f"{failed} URL(s) refused")

@@ -1,0 +1,125 @@
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+
+def next_seq() -> int:
+    """Take the next change number, in commit order.
+
+    The counter row stays locked until the caller's transaction ends, so a transaction that
+    takes a number commits before any transaction that takes a later one: the numbers are
+    commit order and have no gaps (a rollback gives its number back). Call inside atomic().
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE feeds_changecounter SET value = value + 1 WHERE id = 1 RETURNING value")
+        row = cursor.fetchone()
+        if row is None:
+            # A migration creates the row; a flushed (test) database lacks it. Recreate it once.
+            cursor.execute(
+                "INSERT INTO feeds_changecounter (id, value) "
+                "SELECT 1, COALESCE(MAX(seq), 0) FROM feeds_entry ON CONFLICT DO NOTHING"
+            )
+            cursor.execute("UPDATE feeds_changecounter SET value = value + 1 WHERE id = 1 RETURNING value")
+            row = cursor.fetchone()
+        return row[0]
+
+
+class ChangeCounter(models.Model):
+    """A single row: the last change number given to an entry (see next_seq)."""
+
+    value = models.BigIntegerField(default=0)
+
+
+class Feed(models.Model):
+    """A source we follow. Scheduling state lives here so that one UPDATE claims a fetch."""
+
+    class Why(models.TextChoices):
+        INTERVAL = "interval", "interval"
+        BACKOFF = "backoff", "backoff after errors"
+        RETRY_AFTER = "retry-after", "server asked to retry later"
+        PAUSED = "paused", "paused after repeated errors"
+        DISABLED = "disabled", "disabled"
+
+    url = models.URLField(max_length=2048, unique=True)
+    title = models.CharField(max_length=500, blank=True)
+    site_url = models.URLField(max_length=2048, blank=True)
+    enabled = models.BooleanField(default=True)
+    interval = models.PositiveIntegerField(default=5, help_text="Seconds between fetches.")
+
+    etag = models.CharField(max_length=500, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    # Hash of the last body parsed: an unchanged body (servers without validators) skips parsing.
+    body_hash = models.CharField(max_length=64, blank=True)
+
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+    next_fetch_at = models.DateTimeField(default=timezone.now, db_index=True)
+    next_fetch_reason = models.CharField(max_length=20, choices=Why.choices, default=Why.INTERVAL)
+    # While set and in the future, a worker holds this feed; nobody else fetches it.
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    error_count = models.PositiveIntegerField(default=0, help_text="Consecutive failed fetches.")
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    # A permanent redirect is only stored after it has been seen several times in a row.
+    redirect_url = models.URLField(max_length=2048, blank=True)
+    redirect_count = models.PositiveSmallIntegerField(default=0)
+
+    fetch_count = models.PositiveIntegerField(default=0)
+    not_modified_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["enabled", "next_fetch_at"], name="feed_due")]
+
+    def __str__(self):
+        return self.title or self.url
+
+
+class Entry(models.Model):
+    """One item of a feed. `key` is its identity; the database refuses a second row with it."""
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="entries")
+    # sha256 of the identity (id, else link, else title and content): fixed width for the index.
+    key = models.CharField(max_length=64)
+    guid = models.TextField(blank=True)
+    link = models.URLField(max_length=2048, blank=True)
+    title = models.TextField(blank=True)
+    summary_html = models.TextField(blank=True)
+    author = models.CharField(max_length=500, blank=True)
+    published = models.DateTimeField()
+    updated = models.DateTimeField()
+    first_seen = models.DateTimeField(default=timezone.now)
+    # Hash of the visible fields: a changed hash is an in-place update.
+    content_hash = models.CharField(max_length=64, blank=True)
+    update_count = models.PositiveIntegerField(default=0)
+    # An entry removed by an admin is kept as a tombstone, so the feed cannot bring it back.
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    # Commit-order cursors, assigned by the live app when an event about this entry is logged:
+    # `seq` of its latest change, `created_seq` of its first appearance (display order).
+    seq = models.BigIntegerField(null=True, blank=True, db_index=True)
+    created_seq = models.BigIntegerField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "entries"
+        constraints = [models.UniqueConstraint(fields=["feed", "key"], name="one_entry_per_key")]
+
+    def __str__(self):
+        return self.title or self.link or self.guid
+
+    def save(self, *args, **kwargs):
+        # Every visible change gets a fresh commit-order number: readers resume from it.
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            kwargs["update_fields"] = {*update_fields, "seq", "created_seq"}
+        # The number and the row must commit together, or a later number could be seen first.
+        with transaction.atomic():
+            self.seq = next_seq()
+            if self.created_seq is None:
+                self.created_seq = self.seq
+            super().save(*args, **kwargs)
+
+    @property
+    def cursor(self) -> str:
+        return str(self.seq)

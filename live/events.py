@@ -1,0 +1,53 @@
+"""The one shape of an event, shared by the live socket, the replay and the JSON API."""
+
+import json
+
+from feeds.models import Entry
+
+GROUP = "live"
+
+
+def iso(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def entry_data(entry: Entry) -> dict:
+    return {
+        "id": entry.pk,
+        "feed": {"id": entry.feed_id, "title": entry.feed.title or entry.feed.url},
+        "title": entry.title,
+        "link": entry.link,
+        "summary_html": entry.summary_html,
+        "author": entry.author,
+        "published": iso(entry.published),
+        "updated": iso(entry.updated),
+    }
+
+
+def event_type(entry: Entry, after: int | None = None) -> str:
+    """What a reader who has seen every change up to `after` is told about this entry.
+
+    Live (no `after`), the reader has seen everything before this change.
+    """
+    if entry.removed_at is not None:
+        return "entry.deleted"
+    seen = entry.seq - 1 if after is None else after
+    return "entry.created" if entry.created_seq > seen else "entry.updated"
+
+
+def event(entry: Entry, after: int | None = None) -> dict:
+    return {"type": event_type(entry, after), "cursor": entry.cursor, "entry": entry_data(entry)}
+
+
+def encode(message: dict) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_cursor(value: str | None) -> int | None:
+    """A cursor is opaque to clients; here it is the decimal change number. Raises ValueError."""
+    if value in (None, ""):
+        return None
+    number = int(value)
+    if number < 0 or number > 2**62:
+        raise ValueError("cursor out of range")
+    return number

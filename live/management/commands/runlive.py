@@ -1,0 +1,75 @@
+import asyncio
+import logging
+import os
+
+import uvicorn
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from config.celery import app as celery_app
+from feeds.models import Feed
+from live.broadcast import register_server_loop
+
+log = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Run the whole pipeline in one process: web server, the beat schedule and the tasks."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args, host, port, **options):
+        if not settings.EMBEDDED:
+            raise CommandError("runlive is the embedded mode: unset REDIS_URL, or use the Procfile.")
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        base = f"http://{local}:{port}"
+        if settings.LIVELOG_DEMO:
+            feed, created = Feed.objects.get_or_create(
+                url=f"{base}/demo/feed.xml", defaults={"title": "Livelog demo", "interval": 5}
+            )
+            if created:
+                self.stdout.write(f"Registered the demo feed ({feed.url}).")
+        self.stdout.write(
+            f"\nLivelog is running at {base}/\n"
+            f"Admin: {base}/admin/  (create a login with: .venv/bin/python manage.py createsuperuser)\n"
+            "Press Ctrl+C to stop.\n"
+        )
+        asyncio.run(self.serve(host, port))
+
+    async def serve(self, host: str, port: int):
+        # The in-memory channel layer lives on this loop; task threads hop onto it to broadcast.
+        register_server_loop(asyncio.get_running_loop())
+        config = uvicorn.Config(
+            "config.asgi:application", host=host, port=port, lifespan="off", log_level="warning",
+            ws="websockets-sansio",
+        )
+        server = uvicorn.Server(config)
+        beat = asyncio.create_task(self.beat(server))
+        try:
+            await server.serve()
+        finally:
+            beat.cancel()
+
+    async def beat(self, server: uvicorn.Server):
+        """The same schedule as celery beat, running the same tasks in a thread of this process."""
+        schedule = [
+            (celery_app.tasks[item["task"]], float(item["schedule"]))
+            for item in settings.CELERY_BEAT_SCHEDULE.values()
+        ]
+        while not server.started:
+            await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        next_run = {task.name: loop.time() for task, _ in schedule}
+        while True:
+            for task, period in schedule:
+                if loop.time() >= next_run[task.name]:
+                    next_run[task.name] = loop.time() + period
+                    try:
+                        # Eager mode: apply_async runs in this worker thread, fetches included.
+                        await sync_to_async(task.apply, thread_sensitive=False)()
+                    except Exception:
+                        log.exception("embedded task %s failed", task.name)
+            await asyncio.sleep(0.2)

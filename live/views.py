@@ -1,0 +1,149 @@
+import time
+from urllib.parse import urlencode
+from xml.sax.saxutils import escape
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from feeds.models import Entry, Feed
+from live.events import entry_data, event_type, iso, parse_cursor
+from live.replay import changes_after, latest_seq
+
+PAGE_SIZE = 50
+MAX_LIMIT = 500
+
+
+def visible_entries():
+    return Entry.objects.filter(removed_at__isnull=True).select_related("feed")
+
+
+@require_GET
+def index(request):
+    """The newest entries, rendered by the server; the script then follows the live socket."""
+    feed_id = _int_or_none(request.GET.get("feed"))
+    # Read the cursor first: every change up to it is in the list or arrives over the socket.
+    cursor = latest_seq()
+    entries = visible_entries().filter(created_seq__lte=cursor)
+    if feed_id is not None:
+        entries = entries.filter(feed_id=feed_id)
+    entries = list(entries.order_by("-created_seq")[:PAGE_SIZE])
+    context = {
+        "entries": entries,
+        "cursor": str(cursor),
+        "feeds": Feed.objects.order_by("title", "url"),
+        "feed_id": feed_id,
+        "older": str(entries[-1].created_seq) if len(entries) == PAGE_SIZE else "",
+    }
+    return render(request, "live/index.html", context)
+
+
+@require_GET
+def entry_detail(request, pk):
+    entry = get_object_or_404(visible_entries(), pk=pk)
+    return render(request, "live/entry.html", {"entry": entry})
+
+
+@require_GET
+def api_entries(request):
+    """Entries as events. `after`: changes since a cursor, oldest first. Else newest first,
+    paged with `before` (the `next` link)."""
+    try:
+        after = parse_cursor(request.GET.get("after"))
+        before = parse_cursor(request.GET.get("before"))
+        limit = min(int(request.GET.get("limit", PAGE_SIZE)), MAX_LIMIT)
+        feed_id = _int_or_none(request.GET.get("feed"), strict=True)
+        if limit < 1:
+            raise ValueError
+    except ValueError:
+        return JsonResponse({"error": "after, before, limit and feed must be non-negative integers"}, status=400)
+    page = {"limit": limit, **({"feed": feed_id} if feed_id is not None else {})}
+    if after is not None:
+        rows = changes_after(after, feed_id=feed_id, limit=limit)
+        items = [_item(entry, after) for entry in rows]
+        page["after"] = rows[-1].seq if rows else after
+    else:
+        rows = visible_entries().order_by("-created_seq")
+        if feed_id is not None:
+            rows = rows.filter(feed_id=feed_id)
+        if before is not None:
+            rows = rows.filter(created_seq__lt=before)
+        rows = list(rows[:limit])
+        items = [_item(entry, None) for entry in rows]
+        page["before"] = rows[-1].created_seq if rows else None
+    next_url = f"{request.path}?{urlencode(page)}" if len(rows) == limit else None
+    return JsonResponse({"items": items, "next": next_url})
+
+
+def _item(entry: Entry, after: int | None) -> dict:
+    kind = event_type(entry, after) if after is not None else "entry.created"
+    return {"type": kind, "cursor": entry.cursor, "entry": entry_data(entry)}
+
+
+@require_GET
+def api_feeds(request):
+    feeds = Feed.objects.annotate(entry_count=Count("entries", filter=Q(entries__removed_at__isnull=True)))
+    return JsonResponse(
+        {
+            "items": [
+                {
+                    "id": feed.pk,
+                    "url": feed.url,
+                    "title": feed.title,
+                    "site_url": feed.site_url,
+                    "enabled": feed.enabled,
+                    "interval": feed.interval,
+                    "last_fetched_at": iso(feed.last_fetched_at),
+                    "next_fetch_at": iso(feed.next_fetch_at),
+                    "next_fetch_reason": feed.next_fetch_reason,
+                    "error_count": feed.error_count,
+                    "last_error": feed.last_error,
+                    "last_error_at": iso(feed.last_error_at),
+                    "entry_count": feed.entry_count,
+                }
+                for feed in feeds
+            ]
+        }
+    )
+
+
+DEMO_PERIOD = 4
+
+
+@require_GET
+def demo_feed(request):
+    """A feed that gains an entry every few seconds, so `make run` is live with no internet."""
+    if not settings.LIVELOG_DEMO:
+        raise Http404
+    now = int(time.time()) // DEMO_PERIOD
+    items = []
+    for n in range(now, now - 20, -1):
+        stamp = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(n * DEMO_PERIOD))
+        items.append(
+            f"<item><guid isPermaLink='false'>demo-{n}</guid><title>Demo entry {n % 10000}</title>"
+            f"<pubDate>{stamp}</pubDate><description>{escape('<p>This entry was published at ')}"
+            f"{stamp}{escape('.</p>')}</description></item>"
+        )
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        "<title>Livelog demo</title><link>https://example.com/livelog-demo</link>"
+        + "".join(items)
+        + "</channel></rss>"
+    )
+    return HttpResponse(body, content_type="application/rss+xml; charset=utf-8")
+
+
+def _int_or_none(value, strict=False):
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+        if number < 0:
+            raise ValueError
+        return number
+    except ValueError:
+        if strict:
+            raise
+        return None
