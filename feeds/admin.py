@@ -1,13 +1,18 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from feeds.fetching import FetchError, check_url
 from feeds.models import Entry, Feed
 
+URL_FIELD = {models.URLField: {"assume_scheme": "https"}}
+
 
 class FeedForm(forms.ModelForm):
+    url = forms.URLField(max_length=2048, assume_scheme="https")
+
     class Meta:
         model = Feed
         fields = ("url", "title", "enabled", "interval")
@@ -29,22 +34,42 @@ class FeedForm(forms.ModelForm):
 @admin.register(Feed)
 class FeedAdmin(admin.ModelAdmin):
     form = FeedForm
+    formfield_overrides = URL_FIELD
     list_display = (
-        "__str__", "enabled", "last_fetched_at", "next_fetch_at", "next_fetch_reason",
-        "error_count", "short_error", "entry_count",
+        "__str__",
+        "enabled",
+        "last_fetched_at",
+        "next_fetch_at",
+        "next_fetch_reason",
+        "error_count",
+        "short_error",
+        "entry_count",
     )
     list_filter = ("enabled", "next_fetch_reason")
     search_fields = ("url", "title", "last_error")
     readonly_fields = (
-        "site_url", "last_fetched_at", "next_fetch_at", "next_fetch_reason", "error_count", "last_error",
-        "last_error_at", "etag", "last_modified", "redirect_url", "redirect_count", "fetch_count",
-        "not_modified_count", "created_at",
+        "site_url",
+        "last_fetched_at",
+        "next_fetch_at",
+        "next_fetch_reason",
+        "error_count",
+        "last_error",
+        "last_error_at",
+        "etag",
+        "last_modified",
+        "redirect_url",
+        "redirect_count",
+        "fetch_count",
+        "not_modified_count",
+        "created_at",
     )
     actions = ("fetch_now", "enable", "disable")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            _entry_count=Count("entries", filter=Q(entries__removed_at__isnull=True))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_entry_count=Count("entries", filter=Q(entries__removed_at__isnull=True)))
         )
 
     @admin.display(description="entries", ordering="_entry_count")
@@ -81,8 +106,18 @@ class EntryAdmin(admin.ModelAdmin):
     list_display = ("__str__", "feed", "published", "first_seen", "removed_at")
     list_filter = ("feed", ("removed_at", admin.EmptyFieldListFilter))
     list_select_related = ("feed",)
+    formfield_overrides = URL_FIELD
     search_fields = ("title", "link", "guid")
-    readonly_fields = ("feed", "key", "guid", "first_seen", "seq", "created_seq", "update_count", "removed_at")
+    readonly_fields = (
+        "feed",
+        "key",
+        "guid",
+        "first_seen",
+        "seq",
+        "created_seq",
+        "update_count",
+        "removed_at",
+    )
     fields = ("feed", "title", "link", "author", "summary_html", "published", "updated") + readonly_fields[1:]
     actions = ("remove", "restore")
     date_hierarchy = "first_seen"

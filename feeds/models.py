@@ -28,6 +28,9 @@ class ChangeCounter(models.Model):
 
     value = models.BigIntegerField(default=0)
 
+    def __str__(self):
+        return str(self.value)
+
 
 class Feed(models.Model):
     """A source we follow. Scheduling state lives here so that one UPDATE claims a fetch."""

@@ -58,7 +58,9 @@ def api_entries(request):
         if limit < 1:
             raise ValueError
     except ValueError:
-        return JsonResponse({"error": "after, before, limit and feed must be non-negative integers"}, status=400)
+        return JsonResponse(
+            {"error": "after, before, limit and feed must be non-negative integers"}, status=400
+        )
     page = {"limit": limit, **({"feed": feed_id} if feed_id is not None else {})}
     if after is not None:
         rows = changes_after(after, feed_id=feed_id, limit=limit)

@@ -1,6 +1,14 @@
+import os
+import uuid
+
 import pytest
+import redis
+from django.core.management import call_command
 
 from tests.feedserver import FeedServer
+from tests.procs import free_port, http_ok, run_procfile, wait_until
+
+TEST_REDIS_URL = os.environ.get("LIVELOG_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 @pytest.fixture
@@ -14,3 +22,100 @@ def feed_server():
 def allow_private(settings):
     """Tests of behaviour other than the address guard fetch from 127.0.0.1."""
     settings.FEEDS_ALLOW_PRIVATE_NETWORKS = True
+
+
+@pytest.fixture(scope="session")
+def static_files():
+    """Production settings serve hashed static files: build them once."""
+    call_command("collectstatic", "--noinput", verbosity=0)
+
+
+@pytest.fixture
+def redis_url():
+    """The shared Redis, in a database of the tests' own, emptied before and after."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield TEST_REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def stack(transactional_db, settings, redis_url, static_files):
+    """Starts the Procfile's processes on PostgreSQL and Redis; stops them all afterwards."""
+    database = settings.DATABASES["default"]
+    assert "postgresql" in database["ENGINE"], "process tests need PostgreSQL (make test sets DATABASE_URL)"
+    env = {
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        "REDIS_URL": redis_url,
+        "CHANNEL_LAYER_PREFIX": f"livelog-test-{uuid.uuid4().hex[:8]}",
+        "DEBUG": "false",
+        "SECRET_KEY": "test-only-secret-key-not-for-production-0123456789abcdef",
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "FEEDS_ALLOW_PRIVATE_NETWORKS": "true",
+        "CONN_MAX_AGE": "0",
+    }
+    procs = []
+
+    class Stack:
+        web_urls: list[str] = []
+
+        def web(self):
+            port = free_port()
+            proc = run_procfile("web", env, port=port)
+            procs.append(proc)
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: http_ok(url + "/api/feeds/"), 30, what=f"web on {port}\n{proc.output()}")
+            self.web_urls.append(url)
+            return url, proc
+
+        def worker(self, name="w"):
+            proc = run_procfile("worker", {**env, "WORKER_CONCURRENCY": "2"})
+            procs.append(proc)
+            wait_until(lambda: "ready." in proc.output(), 30, what=f"worker ready\n{proc.output()}")
+            return proc
+
+        def beat(self):
+            proc = run_procfile("beat", env)
+            procs.append(proc)
+            wait_until(lambda: "beat: Starting" in proc.output(), 30, what=f"beat\n{proc.output()}")
+            return proc
+
+        def logs(self) -> str:
+            return "\n".join(f"===== {p.name} (pid {p.pid})\n{p.output()[-4000:]}" for p in procs)
+
+    stack = Stack()
+    stack.web_urls = []
+    stack.env = env
+    yield stack
+    for proc in procs:
+        proc.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's headless Chromium driven by Playwright (a Playwright browser download fails here)."""
+    # Playwright's sync API keeps an event loop running in this thread; the ORM calls the test
+    # makes meanwhile are still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: apt-get install -y chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

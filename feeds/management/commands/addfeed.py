@@ -11,7 +11,7 @@ class Command(BaseCommand):
         parser.add_argument("urls", nargs="+", metavar="URL")
         parser.add_argument("--interval", type=int, default=None, help="Seconds between fetches (min 5).")
 
-    def handle(self, *urls, interval=None, **options):
+    def handle(self, *args, urls, interval=None, **options):
         if interval is not None and interval < 5:
             raise CommandError("--interval must be at least 5 seconds")
         failed = 0

@@ -43,7 +43,11 @@ class Command(BaseCommand):
         # The in-memory channel layer lives on this loop; task threads hop onto it to broadcast.
         register_server_loop(asyncio.get_running_loop())
         config = uvicorn.Config(
-            "config.asgi:application", host=host, port=port, lifespan="off", log_level="warning",
+            "config.asgi:application",
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="warning",
             ws="websockets-sansio",
         )
         server = uvicorn.Server(config)
@@ -55,6 +59,7 @@ class Command(BaseCommand):
 
     async def beat(self, server: uvicorn.Server):
         """The same schedule as celery beat, running the same tasks in a thread of this process."""
+        celery_app.loader.import_default_modules()  # registers the tasks, as a worker does at start
         schedule = [
             (celery_app.tasks[item["task"]], float(item["schedule"]))
             for item in settings.CELERY_BEAT_SCHEDULE.values()

@@ -1,0 +1,109 @@
+"""The post-save hook: one event per visible change, sent only after commit, never fatal."""
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from feeds.ingest import store
+from feeds.models import Entry, Feed
+from live import broadcast as broadcast_module
+from live.events import GROUP
+from tests.factories import document, item
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Record what reaches the channel layer (a real in-memory layer, read back)."""
+    layer = get_channel_layer()
+    async_to_sync(layer.flush)()
+    async_to_sync(layer.group_add)(GROUP, "test-listener")
+
+    def receive_all():
+        messages = []
+        queue = layer.channels.get("test-listener")
+        while queue is not None and not queue.empty():
+            messages.append(async_to_sync(layer.receive)("test-listener"))
+        return messages
+
+    return receive_all
+
+
+@pytest.fixture
+def feed():
+    return Feed.objects.create(url="https://example.com/feed.xml", title="Wire")
+
+
+def test_nothing_is_sent_before_commit(feed, sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        store(feed, document(item("a")))
+        assert sent() == []
+    assert len(callbacks) == 1
+    callbacks[0]()
+    [message] = sent()
+    assert message["seq"] == Entry.objects.get().seq
+
+
+def test_a_rolled_back_write_sends_nothing(feed, sent):
+    def write_then_fail():
+        with transaction.atomic():
+            store(feed, document(item("a")))
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        write_then_fail()
+    assert sent() == []
+
+
+def test_created_updated_and_deleted_events_carry_the_entry(feed, sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        store(feed, document(item("a", title="First")))
+    with django_capture_on_commit_callbacks(execute=True):
+        store(feed, document(item("a", title="Second")))
+    entry = Entry.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        entry.removed_at = entry.first_seen
+        entry.save(update_fields=["removed_at"])
+    events = [json.loads(m["text"]) for m in sent()]
+    assert [e["type"] for e in events] == ["entry.created", "entry.updated", "entry.deleted"]
+    assert events[0]["entry"]["title"] == "First"
+    assert events[1]["entry"]["title"] == "Second"
+    assert events[0]["entry"]["feed"] == {"id": feed.pk, "title": "A feed"}  # as the document names it
+    assert set(events[0]["entry"]) == {
+        "id",
+        "feed",
+        "title",
+        "link",
+        "summary_html",
+        "author",
+        "published",
+        "updated",
+    }
+    cursors = [int(e["cursor"]) for e in events]
+    assert cursors == sorted(cursors)
+    assert len(set(cursors)) == 3
+
+
+def test_a_failing_channel_layer_never_fails_the_write(feed, monkeypatch, django_capture_on_commit_callbacks):
+    def broken_layer():
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(broadcast_module, "get_channel_layer", broken_layer)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert store(feed, document(item("a"))) == (1, 0)
+    assert Entry.objects.count() == 1
+
+
+def test_a_save_that_changes_nothing_visible_sends_nothing(feed, sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        store(feed, document(item("a")))
+    sent()
+    entry = Entry.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        entry.update_count = 3
+        entry.save(update_fields=["update_count"])
+    assert sent() == []
