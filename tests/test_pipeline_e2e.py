@@ -59,7 +59,7 @@ def test_an_appended_item_reaches_every_client_once_within_6_seconds(stack, feed
             title = feed.items[0][1]
             for client in clients:
                 wait_until(
-                    lambda c=client: title in c.titles(), 8, what=f"{title} on a client\n{stack.logs()}"
+                    lambda c=client, t=title: t in c.titles(), 8, what=f"{title} on a client\n{stack.logs()}"
                 )
             latency = time.monotonic() - feed.appeared[title]  # the last client has it now
             assert latency < 6, f"round {round_}: {latency:.1f} s"
