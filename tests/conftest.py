@@ -61,8 +61,8 @@ def stack(transactional_db, settings, redis_url, static_files):
     class Stack:
         web_urls: list[str] = []
 
-        def web(self):
-            port = free_port()
+        def web(self, port=None):
+            port = port or free_port()
             proc = run_procfile("web", env, port=port)
             procs.append(proc)
             url = f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 for tests: routes set per test, every request counted."""
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,3 +84,30 @@ def rss(*items: tuple[str, str], title: str = "Test feed") -> str:
         '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
         f"<title>{title}</title><link>https://example.com/</link>{body}</channel></rss>"
     )
+
+
+class GrowingFeed:
+    """A feed document that gains items when told to; every response differs (a build date)."""
+
+    def __init__(self, server, path, name):
+        self.items: list[tuple[str, str]] = []
+        self.name = name
+        self.url = server.route(path, handler=self.respond)
+        self.appeared: dict[str, float] = {}
+
+    def append(self, count=1):
+        for _ in range(count):
+            guid = f"{self.name}-{len(self.items) + 1}"
+            self.items.insert(0, (guid, f"{self.name} item {len(self.items) + 1}"))
+            self.appeared[f"{self.name} item {len(self.items)}"] = time.monotonic()
+
+    def respond(self, handler):
+        body = rss(*self.items, title=self.name).replace(
+            "<channel>", f"<channel><lastBuildDate>{time.time()}</lastBuildDate>"
+        )
+        data = body.encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/rss+xml")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from feeds.models import Entry, Feed
+from tests.feedserver import GrowingFeed
 from tests.procs import Proc, free_port, http_ok, wait_until
-from tests.test_pipeline_e2e import GrowingFeed
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -7,38 +7,11 @@ import pytest
 
 from feeds.ingest import fetch_and_store
 from feeds.models import Entry, Feed
-from tests.feedserver import rss
+from tests.feedserver import GrowingFeed
 from tests.procs import wait_until
 from tests.wsclient import LiveClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-class GrowingFeed:
-    """A feed document that gains items when told to; every response differs (a build date)."""
-
-    def __init__(self, server, path, name):
-        self.items: list[tuple[str, str]] = []
-        self.name = name
-        self.url = server.route(path, handler=self.respond)
-        self.appeared: dict[str, float] = {}
-
-    def append(self, count=1):
-        for _ in range(count):
-            guid = f"{self.name}-{len(self.items) + 1}"
-            self.items.insert(0, (guid, f"{self.name} item {len(self.items) + 1}"))
-            self.appeared[f"{self.name} item {len(self.items)}"] = time.monotonic()
-
-    def respond(self, handler):
-        body = rss(*self.items, title=self.name).replace(
-            "<channel>", f"<channel><lastBuildDate>{time.time()}</lastBuildDate>"
-        )
-        data = body.encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/rss+xml")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
 
 
 def test_an_appended_item_reaches_every_client_once_within_6_seconds(stack, feed_server, allow_private):
