@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 RUN_ENV := DEBUG=true REDIS_URL= FEEDS_ALLOW_PRIVATE_NETWORKS=true LIVELOG_DEMO=true
 TEST_ENV := DEBUG=false SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef \
-	SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=127.0.0.1,localhost,testserver REDIS_URL= \
+	SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=127.0.0.1,localhost,testserver REDIS_URL= CONN_MAX_AGE=0 \
 	DATABASE_URL=$(TEST_DATABASE_URL) LIVELOG_TEST_REDIS_URL=$(TEST_REDIS_URL)
 
 .PHONY: run test lint format bench install clean

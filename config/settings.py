@@ -133,7 +133,8 @@ else:
                 # redis-py 8 times out idle reads after 5 s, which would close every idle socket.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "livelog"),
-                "capacity": 1000,
+                # One channel per web process receives every event: room for a burst.
+                "capacity": 10000,
                 "expiry": 60,
             },
         }

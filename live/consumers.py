@@ -1,67 +1,54 @@
+import asyncio
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from live.events import GROUP, parse_cursor
-from live.replay import PAGE, encoded_changes_after, latest_seq
+from live.events import parse_cursor
+from live.hub import Dropped, current_seq, get_hub
 
-replay_page = database_sync_to_async(encoded_changes_after)
-current_seq = database_sync_to_async(latest_seq)
+# Close codes the page understands: it reconnects with its cursor after 4008.
+BAD_REQUEST = 4400
+TOO_SLOW = 4008
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
-    """Relays entry events to one reader, after replaying what it missed.
+    """Relays entry events to one reader: what it missed since its cursor, then live changes.
 
-    `self.last` is the newest change this reader is known to have. Live events arrive in any
-    order across workers; one that is not exactly next reveals a gap, which is filled from
-    the database (every lower change number has committed once a higher one is sent).
+    Events reach this process once, through its hub (live/hub.py), not through a layer channel
+    per socket, so no channel layer is attached to the consumer itself.
     """
+
+    channel_layer_alias = "livelog-none"  # an unconfigured alias: Channels attaches no layer
 
     async def connect(self):
         query = parse_qs(self.scope["query_string"].decode())
         try:
             after = parse_cursor(query.get("after", [None])[0])
             feed = query.get("feed", [None])[0]
-            self.feed_id = int(feed) if feed else None
+            feed_id = int(feed) if feed else None
         except ValueError:
-            await self.close(code=4400)
+            await self.close(code=BAD_REQUEST)
             return
-        # Join before reading the database, so nothing committed in between is lost;
-        # whatever arrives twice is dropped by its change number.
-        await self.channel_layer.group_add(GROUP, self.channel_name)
+        if after is None:
+            after = await current_seq()  # "from now on" means from this connection, not later
         await self.accept()
-        latest = await current_seq()
-        if after is None or after >= latest:
-            self.last = latest
-        else:
-            self.last = after
-            await self.catch_up(upto=latest)
+        self.subscription = get_hub().subscribe(after, feed_id)
+        self.pump = asyncio.get_running_loop().create_task(self.forward())
+
+    async def forward(self):
+        try:
+            async for text in self.subscription:
+                await self.send(text_data=text)
+        except Dropped:
+            await self.close(code=TOO_SLOW)
+        except OSError:
+            pass  # the reader went away mid-send; disconnect() cleans up
 
     async def disconnect(self, code):
-        await self.channel_layer.group_discard(GROUP, self.channel_name)
+        if hasattr(self, "subscription"):
+            self.subscription.close()
+            self.pump.cancel()
 
     async def receive(self, text_data=None, bytes_data=None):
-        # Readers only listen; anything they send is ignored.
-        pass
-
-    async def catch_up(self, upto: int):
-        while True:
-            texts, last = await replay_page(self.last, upto, self.feed_id)
-            for text in texts:
-                await self.send(text_data=text)
-            self.last = last
-            if len(texts) < PAGE:
-                break
-        self.last = max(self.last, upto)
-
-    async def live_event(self, message):
-        seq = message["seq"]
-        if seq <= self.last:
-            return  # already sent, by the replay or before
-        if seq != self.last + 1:
-            await self.catch_up(upto=seq)
-            return
-        self.last = seq
-        if self.feed_id is None or message["feed"] == self.feed_id:
-            await self.send(text_data=message["text"])
+        # Readers only listen. Anything sent is a broken or hostile client: close just this one.
+        await self.close(code=1003 if bytes_data is not None else 1008)

@@ -18,11 +18,12 @@ def changes_after(after: int, upto: int | None = None, feed_id: int | None = Non
     return list(rows[:limit])
 
 
-def encoded_changes_after(after: int, upto: int | None, feed_id: int | None) -> tuple[list[str], int]:
-    """One page of missed events, encoded, and the cursor to continue from (unchanged if none)."""
-    rows = changes_after(after, upto, feed_id)
-    last = rows[-1].seq if rows else after
-    return [encode(event(entry, after)) for entry in rows], last
+def encoded_changes(
+    after: int, upto: int, feed_id: int | None, seen: int | None
+) -> list[tuple[int, int, str]]:
+    """One page of (seq, feed id, encoded event) after `after`, for a reader who has seen every
+    change up to `seen` (None: a live reader, who has seen everything before each change)."""
+    return [(e.seq, e.feed_id, encode(event(e, seen))) for e in changes_after(after, upto, feed_id)]
 
 
 def latest_seq() -> int:

@@ -134,3 +134,30 @@ async def test_a_feed_filter_limits_replay_and_live(feed):
     assert live["entry"]["title"] == "Title mine-2"
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
+
+
+async def test_a_client_that_sends_anything_is_closed_and_others_are_not(feed):
+    rude = await connect()
+    polite = await connect()
+    await rude.send_to(bytes_data=b"\x00\xff" * 100)
+    assert (await rude.receive_output(timeout=5)) == {"type": "websocket.close", "code": 1003}
+    await astore(feed, item("a"))
+    [message] = await received(polite, 1)
+    assert message["entry"]["title"] == "Title a"
+    await polite.disconnect()
+
+
+async def test_a_reader_that_falls_too_far_behind_is_dropped_with_bounded_memory(monkeypatch):
+    from live import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "QUEUE_LIMIT", 3)
+    hub = hub_module.Hub()
+    hub.ready.set()
+    subscription = hub.subscribe(after=None, feed_id=None)
+    hub.task.cancel()  # no layer needed: events are handed over directly below
+    for seq in range(1, 10):
+        hub.deliver(seq, 1, f"event {seq}")
+    assert subscription.queue.qsize() == 1  # the backlog is gone, only the "come back" mark is left
+    with pytest.raises(hub_module.Dropped):
+        async for _ in subscription:
+            pass

@@ -1,0 +1,173 @@
+"""Per-process fan-out: one channel-layer subscription per web process, many local readers.
+
+The stock Channels pattern (a layer channel and a group membership per socket) makes every event
+cost one layer message, one thread hop and one serialization per socket, and loses messages when a
+socket's queue fills. Here the process's hub receives each event once, puts it in order (filling
+any gap from the database) and hands the already-encoded text to each local reader's bounded queue.
+"""
+
+import asyncio
+import logging
+import weakref
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from live.events import GROUP
+from live.replay import PAGE, encoded_changes, latest_seq
+
+log = logging.getLogger(__name__)
+
+replay_page = database_sync_to_async(encoded_changes)
+current_seq = database_sync_to_async(latest_seq)
+
+# A reader this far behind is dropped; it reconnects with its cursor and replays from the database.
+QUEUE_LIMIT = 1000
+# How often the hub renews its group membership and looks for a change it was never sent.
+HEARTBEAT = 10.0
+
+
+class Dropped(Exception):
+    """The reader fell too far behind, or the channel layer failed: it must resume from its cursor."""
+
+
+class Subscription:
+    """One reader's stream: what came after its cursor, then live changes; each once, in order."""
+
+    def __init__(self, hub: "Hub", after: int | None, feed_id: int | None):
+        self.hub = hub
+        self.after = after
+        self.feed_id = feed_id
+        self.queue: asyncio.Queue = asyncio.Queue(QUEUE_LIMIT)
+        self.last = 0
+        self.dropped = False
+
+    def offer(self, seq: int, feed_id: int, text: str) -> None:
+        if self.dropped or (self.feed_id is not None and feed_id != self.feed_id):
+            return
+        try:
+            self.queue.put_nowait((seq, text))
+        except asyncio.QueueFull:
+            self.drop()
+
+    def drop(self) -> None:
+        # Memory stays bounded: forget the backlog; the reader comes back with its cursor.
+        self.dropped = True
+        self.queue = asyncio.Queue(1)
+        self.queue.put_nowait((None, None))
+
+    def close(self) -> None:
+        self.hub.subscriptions.discard(self)
+
+    async def __aiter__(self):
+        await self.hub.ready.wait()
+        # Subscribed first, then read the database: a change committed in between arrives both
+        # ways and the copy is dropped by its number; none falls between the two.
+        latest = await current_seq()
+        self.last = latest if self.after is None else min(self.after, latest)
+        while self.last < latest:
+            rows = await replay_page(self.last, latest, self.feed_id, self.after)
+            for _, _, text in rows:
+                yield text
+            self.last = rows[-1][0] if len(rows) == PAGE else latest
+        while True:
+            seq, text = await self.queue.get()
+            if seq is None:
+                raise Dropped
+            if seq > self.last:
+                self.last = seq
+                yield text
+
+
+class Hub:
+    def __init__(self):
+        self.subscriptions: set[Subscription] = set()
+        self.ready = asyncio.Event()
+        self.last = 0
+        self.layer = None
+        self.channel_name = ""
+        self.task: asyncio.Task | None = None
+
+    def subscribe(self, after: int | None, feed_id: int | None) -> Subscription:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.run())
+        subscription = Subscription(self, after, feed_id)
+        self.subscriptions.add(subscription)
+        return subscription
+
+    async def run(self):
+        """Receive every event once for this process; if the layer fails, drop readers and rejoin."""
+        delay = 0.5
+        while True:
+            try:
+                await self.join()
+                delay = 0.5
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self.receive_forever())
+                    group.create_task(self.heartbeat())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("channel layer failed; readers will resume from their cursors")
+                self.ready.clear()
+                for subscription in list(self.subscriptions):
+                    subscription.drop()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def join(self):
+        self.layer = get_channel_layer()
+        self.channel_name = await self.layer.new_channel("livelog-hub.")
+        await self.layer.group_add(GROUP, self.channel_name)
+        self.last = await current_seq()
+        self.ready.set()
+
+    async def heartbeat(self):
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            # Renewing membership keeps group_expiry from stranding us and re-creates it after a
+            # Redis restart; comparing with the database heals the loss of a trailing message.
+            await self.layer.group_add(GROUP, self.channel_name)
+            latest = await current_seq()
+            if latest > self.last:
+                await self.catch_up(latest)
+
+    async def receive_forever(self):
+        while True:
+            message = await self.layer.receive(self.channel_name)
+            if message.get("type") == "live.event":
+                await self.on_event(message["seq"], message["feed"], message["text"])
+
+    async def on_event(self, seq: int, feed_id: int, text: str):
+        if seq <= self.last:
+            return  # a copy of something already delivered
+        if seq != self.last + 1:
+            # Every lower number had committed when this one was sent: fetch the ones we missed.
+            await self.catch_up(seq)
+            return
+        self.deliver(seq, feed_id, text)
+
+    async def catch_up(self, upto: int):
+        while self.last < upto:
+            rows = await replay_page(self.last, upto, None, None)
+            for seq, feed_id, text in rows:
+                self.deliver(seq, feed_id, text)
+            if len(rows) < PAGE:
+                self.last = upto
+
+    def deliver(self, seq: int, feed_id: int, text: str):
+        self.last = seq
+        for subscription in list(self.subscriptions):
+            subscription.offer(seq, feed_id, text)
+
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop: one per server process (tests get one per loop)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+    return hub
