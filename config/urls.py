@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from live import views
+from live import stream, views
 
 admin.site.site_header = "Livelog administration"
 
@@ -10,6 +10,7 @@ urlpatterns = [
     path("entries/<int:pk>/", views.entry_detail, name="entry"),
     path("api/entries/", views.api_entries, name="api-entries"),
     path("api/feeds/", views.api_feeds, name="api-feeds"),
+    path("api/stream/", stream.stream, name="api-stream"),
     path("demo/feed.xml", views.demo_feed, name="demo-feed"),
     path("admin/", admin.site.urls),
 ]

@@ -37,7 +37,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def forward(self):
         try:
-            async for text in self.subscription:
+            async for _, text in self.subscription:
                 await self.send(text_data=text)
         except Dropped:
             await self.close(code=TOO_SLOW)

@@ -7,6 +7,7 @@ any gap from the database) and hands the already-encoded text to each local read
 """
 
 import asyncio
+import contextvars
 import logging
 import weakref
 
@@ -18,8 +19,10 @@ from live.replay import PAGE, encoded_changes, latest_seq
 
 log = logging.getLogger(__name__)
 
-replay_page = database_sync_to_async(encoded_changes)
-current_seq = database_sync_to_async(latest_seq)
+# Not thread-sensitive: these run from the hub's own task and from any reader, never inside a
+# request's executor, which would be gone by the time the hub calls again.
+replay_page = database_sync_to_async(encoded_changes, thread_sensitive=False)
+current_seq = database_sync_to_async(latest_seq, thread_sensitive=False)
 
 # A reader this far behind is dropped; it reconnects with its cursor and replays from the database.
 QUEUE_LIMIT = 1000
@@ -32,7 +35,10 @@ class Dropped(Exception):
 
 
 class Subscription:
-    """One reader's stream: what came after its cursor, then live changes; each once, in order."""
+    """One reader's stream: what came after its cursor, then live changes; each once, in order.
+
+    Iterating yields (change number, encoded event).
+    """
 
     def __init__(self, hub: "Hub", after: int | None, feed_id: int | None):
         self.hub = hub
@@ -67,8 +73,8 @@ class Subscription:
         self.last = latest if self.after is None else min(self.after, latest)
         while self.last < latest:
             rows = await replay_page(self.last, latest, self.feed_id, self.after)
-            for _, _, text in rows:
-                yield text
+            for seq, _, text in rows:
+                yield seq, text
             self.last = rows[-1][0] if len(rows) == PAGE else latest
         while True:
             seq, text = await self.queue.get()
@@ -76,7 +82,7 @@ class Subscription:
                 raise Dropped
             if seq > self.last:
                 self.last = seq
-                yield text
+                yield seq, text
 
 
 class Hub:
@@ -90,7 +96,8 @@ class Hub:
 
     def subscribe(self, after: int | None, feed_id: int | None) -> Subscription:
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self.run())
+            # A fresh context: the hub outlives the request or socket that happened to start it.
+            self.task = asyncio.get_running_loop().create_task(self.run(), context=contextvars.Context())
         subscription = Subscription(self, after, feed_id)
         self.subscriptions.add(subscription)
         return subscription

@@ -1,11 +1,15 @@
 from django.conf import settings
 
-# No inline script or style anywhere: feed text can never become code, even if it slipped
-# past the sanitizer. Images may come from anywhere over https (feeds embed them).
+# No inline script or style anywhere: feed text can never become code, even if it slipped past
+# the sanitizer. Trusted Types make every HTML-parsing sink in the page (innerHTML, DOMParser, ...)
+# throw unless its string went through the one named policy, which live.js uses only to parse the
+# server-sanitized summary into an inert document. Images may come from anywhere over https
+# (feeds embed them).
 POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "frame-ancestors 'none'; form-action 'self'"
+    "frame-ancestors 'none'; form-action 'self'; "
+    "require-trusted-types-for 'script'; trusted-types livelog-summary"
 )
 
 

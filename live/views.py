@@ -22,34 +22,47 @@ def visible_entries():
 
 @require_GET
 def index(request):
-    """The newest entries, rendered by the server; the script then follows the live socket."""
+    """The newest entries (or those before `before`), rendered by the server; the script then
+    follows the live socket."""
     feed_id = _int_or_none(request.GET.get("feed"))
+    before = _int_or_none(request.GET.get("before"))
     # Read the cursor first: every change up to it is in the list or arrives over the socket.
     cursor = latest_seq()
     entries = visible_entries().filter(created_seq__lte=cursor)
     if feed_id is not None:
         entries = entries.filter(feed_id=feed_id)
+    if before is not None:
+        entries = entries.filter(created_seq__lt=before)
     entries = list(entries.order_by("-created_seq")[:PAGE_SIZE])
+    feeds = list(Feed.objects.order_by("title", "url"))
     context = {
         "entries": entries,
         "cursor": str(cursor),
-        "feeds": Feed.objects.order_by("title", "url"),
+        "feeds": feeds,
         "feed_id": feed_id,
+        "feed": next((feed for feed in feeds if feed.pk == feed_id), None),
+        "before": before,
         "older": str(entries[-1].created_seq) if len(entries) == PAGE_SIZE else "",
+        "page_size": PAGE_SIZE,
     }
     return render(request, "live/index.html", context)
 
 
 @require_GET
 def entry_detail(request, pk):
-    entry = get_object_or_404(visible_entries(), pk=pk)
-    return render(request, "live/entry.html", {"entry": entry})
+    """One entry's own page, for sharing; it follows corrections to that entry live."""
+    cursor = latest_seq()  # before the read, as on the index
+    entry = get_object_or_404(Entry.objects.select_related("feed"), pk=pk)
+    if entry.removed_at is not None:
+        # Not found, as for any unknown entry, but a shared link gets told why.
+        return render(request, "live/removed.html", {"entry": entry}, status=404)
+    return render(request, "live/entry.html", {"entry": entry, "cursor": str(cursor)})
 
 
 @require_GET
 def api_entries(request):
     """Entries as events. `after`: changes since a cursor, oldest first. Else newest first,
-    paged with `before` (the `next` link)."""
+    paged with `before` (the `next` link), with the `cursor` to follow the socket from."""
     try:
         after = parse_cursor(request.GET.get("after"))
         before = parse_cursor(request.GET.get("before"))
@@ -67,6 +80,8 @@ def api_entries(request):
         items = [_item(entry, after) for entry in rows]
         page["after"] = rows[-1].seq if rows else after
     else:
+        # Read first, as the index does: a reader that follows the socket from `cursor` misses nothing.
+        cursor = latest_seq()
         rows = visible_entries().order_by("-created_seq")
         if feed_id is not None:
             rows = rows.filter(feed_id=feed_id)
@@ -76,7 +91,10 @@ def api_entries(request):
         items = [_item(entry, None) for entry in rows]
         page["before"] = rows[-1].created_seq if rows else None
     next_url = f"{request.path}?{urlencode(page)}" if len(rows) == limit else None
-    return JsonResponse({"items": items, "next": next_url})
+    body = {"items": items, "next": next_url}
+    if after is None:
+        body["cursor"] = str(cursor)  # where a reader of this page resumes the live socket
+    return JsonResponse(body)
 
 
 def _item(entry: Entry, after: int | None) -> dict:

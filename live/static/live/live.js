@@ -1,31 +1,54 @@
-// Livelog page: follow the live socket, keep the list current, never parse feed text as HTML.
+// Livelog page: the server paints the first list; this keeps it current over the live socket.
+// Feed text reaches the DOM only as text nodes and checked attribute values. The one thing parsed
+// as HTML is the server-sanitized summary, in an inert document, copied out through an allowlist.
 (function () {
   "use strict";
 
-  var list = document.getElementById("entries");
+  var $ = function (id) { return document.getElementById(id); };
+  var list = $("entries");
   if (!list) return;
-  var statusBox = document.getElementById("status");
-  var statusLabel = statusBox.querySelector(".label");
-  var retryButton = document.getElementById("retry");
-  var newButton = document.getElementById("new-entries");
-  var filter = document.getElementById("feed-filter");
+  var single = "single" in list.dataset; // an entry's own page: it follows corrections only
+  var statusBox = $("status"), statusLabel = statusBox.querySelector(".label"), retryButton = $("retry");
+  var newButton = $("new-entries"), announcer = $("announcer"), filter = $("feed-filter");
+  var olderBox = $("older-box");
+  var PAGE = Number(list.dataset.page) || 50;
+  var MAX_ENTRIES = 200; // a page left open all day stays this small
   var cursor = list.dataset.cursor || "";
   var feedId = list.dataset.feed || "";
-  var MAX_ENTRIES = 500;
-  var socket = null;
-  var attempt = 0;
-  var retryTimer = null;
-  var unseen = 0;
-  var baseTitle = document.title;
+  var olderUrl = list.dataset.older ? api(list.dataset.older) : null;
+  // The top of the list is not the newest entry (a history page, or trimmed): new ones are
+  // counted, not inserted, until the reader asks for the newest.
+  var detached = "before" in list.dataset;
+  var socket = null, attempt = 0, retryTimer = null, loading = false, unseen = 0;
+  var baseTitle = document.title, heard = [], announceTimer = null;
 
-  // --- Rendering: elements built one by one; text goes in as text.
+  function api(before) {
+    var query = new URLSearchParams({ limit: PAGE });
+    if (feedId) query.set("feed", feedId);
+    if (before) query.set("before", before);
+    return "/api/entries/?" + query;
+  }
+
+  function getJSON(url) {
+    return fetch(url, { headers: { Accept: "application/json" } }).then(function (response) {
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    });
+  }
+
+  // --- Rendering
   var ALLOWED = {
-    P: [], BR: [], A: ["href", "title"], EM: [], STRONG: [], B: [], I: [], U: [], S: [], SMALL: [],
-    UL: [], OL: [], LI: [], BLOCKQUOTE: [], CODE: [], PRE: [], H1: [], H2: [], H3: [], H4: [], H5: [],
-    H6: [], IMG: ["src", "alt", "title", "width", "height"], FIGURE: [], FIGCAPTION: [], HR: [],
-    SUB: [], SUP: [], TABLE: [], THEAD: [], TBODY: [], TR: [], TD: [], TH: [], DL: [], DT: [], DD: [],
-    SPAN: [], DIV: [], ABBR: ["title"], CITE: [], Q: [], DEL: [], INS: [], MARK: [], TIME: ["datetime"]
+    P: [], BR: [], A: ["href"], EM: [], STRONG: [], B: [], I: [], UL: [], OL: [], LI: [],
+    BLOCKQUOTE: [], CODE: [], PRE: [], H1: [], H2: [], H3: [], H4: [], H5: [], H6: [],
+    IMG: ["src", "alt"], FIGURE: [], FIGCAPTION: []
   };
+  // Other elements are unwrapped (their text kept), except these, which go with their content.
+  var DROPPED = /^(SCRIPT|STYLE|TEMPLATE|NOSCRIPT|IFRAME|OBJECT|EMBED|TEXTAREA|TITLE|XMP|NOEMBED|NOFRAMES|SELECT)$/;
+  // Under the page's Trusted Types policy, DOMParser refuses plain strings: this policy is the
+  // only way in, and this file the only user of it.
+  var summaryPolicy = window.trustedTypes
+    ? window.trustedTypes.createPolicy("livelog-summary", { createHTML: String })
+    : { createHTML: String };
 
   function safeUrl(value, schemes) {
     try {
@@ -36,30 +59,29 @@
     }
   }
 
-  // The summary was sanitized by the server. It is still parsed in an inert document and
-  // copied node by node through an allowlist, so a sanitizer bug cannot reach this page.
+  // The summary was sanitized by the server. It is still parsed in an inert document (no script
+  // runs, nothing loads) and copied node by node through an allowlist, so a sanitizer bug or a
+  // parser difference (mutation XSS) cannot reach this page.
   function summaryFragment(html) {
-    var doc = new DOMParser().parseFromString(html || "", "text/html");
+    var doc = new DOMParser().parseFromString(summaryPolicy.createHTML(html || ""), "text/html");
     var out = document.createDocumentFragment();
     (function copy(from, to) {
       from.childNodes.forEach(function (node) {
         if (node.nodeType === Node.TEXT_NODE) {
           to.appendChild(document.createTextNode(node.nodeValue));
-        } else if (node.nodeType === Node.ELEMENT_NODE) {
+        } else if (node.namespaceURI === "http://www.w3.org/1999/xhtml") { // SVG and MathML are dropped
           var attrs = ALLOWED[node.tagName];
-          if (!attrs) { copy(node, to); return; }
-          var el = document.createElement(node.tagName.toLowerCase());
+          if (!attrs) { if (!DROPPED.test(node.tagName)) copy(node, to); return; }
+          var copied = document.createElement(node.tagName.toLowerCase());
           attrs.forEach(function (name) {
             var value = node.getAttribute(name);
-            if (value === null) return;
-            if (name === "href") value = safeUrl(value, ["http:", "https:", "mailto:"]);
-            if (name === "src") value = safeUrl(value, ["http:", "https:"]);
-            if (value) el.setAttribute(name, value);
+            if (value !== null && name !== "alt") value = safeUrl(value, name === "href" ? ["http:", "https:", "mailto:"] : ["https:"]);
+            if (value) copied.setAttribute(name, value);
           });
-          if (el.tagName === "A") { el.rel = "noopener noreferrer nofollow"; el.target = "_blank"; }
-          if (el.tagName === "IMG") { el.loading = "lazy"; el.referrerPolicy = "no-referrer"; }
-          copy(node, el);
-          to.appendChild(el);
+          if (copied.tagName === "A") { copied.rel = "noopener noreferrer nofollow"; copied.target = "_blank"; }
+          if (copied.tagName === "IMG") { copied.loading = "lazy"; copied.referrerPolicy = "no-referrer"; }
+          copy(node, copied);
+          to.appendChild(copied);
         }
       });
     })(doc.body, out);
@@ -73,157 +95,299 @@
     return node;
   }
 
-  function render(data, updated) {
+  function render(data, marked, position) {
     var article = el("article", "entry");
     article.id = "entry-" + data.id;
     article.dataset.id = data.id;
-    var meta = el("p", "meta");
-    var source = el("a", "source", data.feed.title);
+    article.dataset.cursor = position || "";
+    article.tabIndex = -1;
+    article.setAttribute("aria-labelledby", "title-" + data.id);
+    var meta = article.appendChild(el("p", "meta"));
+    var source = meta.appendChild(el("a", "source", data.feed.title));
     source.href = "/?feed=" + encodeURIComponent(data.feed.id);
-    meta.appendChild(source);
-    meta.appendChild(document.createTextNode(" "));
-    var time = el("time");
+    meta.append(" ");
+    var time = meta.appendChild(el("time"));
     time.dateTime = data.published || "";
-    meta.appendChild(time);
-    if (updated) meta.appendChild(el("span", "updated-mark", "updated"));
-    article.appendChild(meta);
-    var title = el("h2", "title");
+    refreshTime(time);
+    if (marked) meta.append(" ", el("span", "updated-mark", "updated"));
+    var title = article.appendChild(el("h2", "title"));
+    title.id = "title-" + data.id;
     var link = safeUrl(data.link, ["http:", "https:"]);
     if (link) {
-      var a = el("a", "", data.title || "(untitled)");
+      var a = title.appendChild(el("a", "", data.title || "(untitled)"));
       a.href = link;
       a.rel = "noopener noreferrer";
       a.target = "_blank";
-      title.appendChild(a);
     } else {
       title.textContent = data.title || "(untitled)";
     }
-    article.appendChild(title);
-    var summary = el("div", "summary");
-    summary.appendChild(summaryFragment(data.summary_html));
-    article.appendChild(summary);
-    var foot = el("p", "foot");
-    if (data.author) {
-      foot.appendChild(el("span", "author", data.author));
-      foot.appendChild(document.createTextNode(" · "));
-    }
-    var permalink = el("a", "permalink", "Permalink");
+    article.appendChild(el("div", "summary")).appendChild(summaryFragment(data.summary_html));
+    var foot = article.appendChild(el("p", "foot"));
+    if (data.author) foot.append(el("span", "author", data.author), " · ");
+    var permalink = foot.appendChild(el("a", "permalink", "Permalink"));
     permalink.href = "/entries/" + encodeURIComponent(data.id) + "/";
-    foot.appendChild(permalink);
-    article.appendChild(foot);
-    refreshTime(time);
+    permalink.setAttribute("aria-describedby", title.id);
     return article;
   }
 
   // --- Relative times that stay current; the exact local time on hover.
   function refreshTime(node) {
-    if (!node.dateTime) return;
     var when = new Date(node.dateTime);
-    if (isNaN(when)) return;
-    var seconds = Math.round((Date.now() - when.getTime()) / 1000);
-    var text;
-    if (seconds < 45) text = "just now";
-    else if (seconds < 3600) text = Math.round(seconds / 60) + " min ago";
-    else if (seconds < 86400) text = Math.round(seconds / 3600) + " h ago";
-    else text = when.toLocaleDateString();
-    node.textContent = text;
-    node.title = when.toLocaleString();
+    if (!node.dateTime || isNaN(when)) return;
+    var minutes = Math.round((Date.now() - when) / 60000);
+    node.textContent = minutes < 1 ? "just now"
+      : minutes < 60 ? minutes + " min ago"
+      : minutes < 1440 ? Math.round(minutes / 60) + " h ago"
+      : when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    node.title = when.toLocaleString([], { dateStyle: "full", timeStyle: "long" });
   }
   function refreshTimes() { list.querySelectorAll("time").forEach(refreshTime); }
   refreshTimes();
-  setInterval(refreshTimes, 30000);
+  setInterval(refreshTimes, 20000);
+
+  // --- Keeping the reader's place: whatever changes above, the first entry in view stays put.
+  function scrolledAway() { return window.scrollY > list.offsetTop; }
+
+  function keepPlace(change, skip) {
+    var top = statusBox.closest("header").getBoundingClientRect().bottom, anchor = null;
+    for (var node = list.firstElementChild; node && !anchor; node = node.nextElementSibling) {
+      if (node !== skip && node.getBoundingClientRect().bottom > top) anchor = node;
+    }
+    var before = anchor && anchor.getBoundingClientRect().top;
+    var replacement = change();
+    if (anchor && !anchor.isConnected) anchor = replacement;
+    if (anchor && anchor.isConnected && window.scrollY > 0) window.scrollBy(0, anchor.getBoundingClientRect().top - before);
+  }
 
   // --- Applying events
-  function scrolledAway() { return window.scrollY > list.offsetTop + 40; }
-
   function apply(message) {
-    if (message.cursor) cursor = message.cursor;
     var data = message.entry;
-    if (feedId && String(data.feed.id) !== feedId) return;
-    var existing = document.getElementById("entry-" + data.id);
+    if (message.cursor) cursor = message.cursor;
+    if (!data || (feedId && String(data.feed.id) !== feedId)) return;
+    var existing = $("entry-" + data.id);
     if (message.type === "entry.deleted") {
-      if (existing) existing.remove();
+      if (!existing) return;
+      if (single) existing.replaceChildren(el("p", "removed-note", "This entry was removed by the editors."));
+      else keepPlace(function () { existing.remove(); }, existing);
       return;
     }
     if (existing) {
-      existing.replaceWith(render(data, message.type === "entry.updated"));
+      var marked = message.type === "entry.updated" || !!existing.querySelector(".updated-mark");
+      var fresh = render(data, marked, existing.dataset.cursor);
+      keepPlace(function () { existing.replaceWith(fresh); return fresh; });
       return;
     }
-    if (message.type !== "entry.created") return;
-    var empty = document.getElementById("empty");
-    if (empty) empty.remove();
-    // Keep what the reader is looking at in place while the list grows above it.
-    var before = document.documentElement.scrollHeight;
+    if (message.type === "entry.created" && !single) arrived(data, message.cursor);
+  }
+
+  function arrived(data, position) {
     var away = scrolledAway();
-    list.insertBefore(render(data, false), list.firstChild);
-    if (away) {
-      window.scrollBy(0, document.documentElement.scrollHeight - before);
-      unseen += 1;
+    if (away || document.hidden || detached) unseen += 1;
+    announce(data);
+    if (!detached) {
+      var empty = $("empty");
+      if (empty) empty.remove();
+      var article = render(data, false, position);
+      article.classList.add("fresh");
+      if (away) keepPlace(function () { list.prepend(article); });
+      else list.prepend(article);
+      trim(away);
     }
-    while (list.children.length > MAX_ENTRIES) list.lastElementChild.remove();
     showUnseen();
+  }
+
+  // Bounded DOM: drop the end of the list farther from the reader.
+  function trim(fromTop) {
+    while (list.children.length > MAX_ENTRIES) {
+      if (fromTop) {
+        var first = list.firstElementChild;
+        keepPlace(function () { first.remove(); }, first);
+        detached = true;
+      } else {
+        list.lastElementChild.remove();
+        olderUrl = api(list.lastElementChild.dataset.cursor);
+        showOlder();
+      }
+    }
+  }
+
+  function announce(data) {
+    heard.push(data);
+    clearTimeout(announceTimer);
+    announceTimer = setTimeout(function () {
+      announcer.textContent = heard.length === 1
+        ? "New entry from " + heard[0].feed.title + ": " + (heard[0].title || "(untitled)")
+        : heard.length + " new entries";
+      heard = [];
+    }, 1000);
   }
 
   function showUnseen() {
-    if (unseen > 0 && scrolledAway()) {
-      newButton.textContent = unseen + (unseen === 1 ? " new entry" : " new entries");
-      newButton.hidden = false;
-    } else {
-      unseen = 0;
-      newButton.hidden = true;
-    }
-    document.title = unseen && document.hidden ? "(" + unseen + ") " + baseTitle : baseTitle;
+    if (single) return;
+    var away = scrolledAway();
+    if (!away && !document.hidden && !detached) unseen = 0;
+    var label = unseen ? unseen + (unseen === 1 ? " new entry" : " new entries") : "Newest entries";
+    var title = unseen && document.hidden ? "(" + unseen + ") " + baseTitle : baseTitle;
+    newButton.hidden = !(detached || (unseen && away));
+    if (newButton.textContent !== label) newButton.textContent = label;
+    if (document.title !== title) document.title = title;
   }
-  newButton.addEventListener("click", function () {
-    unseen = 0;
-    window.scrollTo({ top: 0, behavior: "smooth" });
-    showUnseen();
-  });
-  window.addEventListener("scroll", function () { if (!scrolledAway()) showUnseen(); }, { passive: true });
-  document.addEventListener("visibilitychange", showUnseen);
 
-  if (filter) {
-    filter.addEventListener("change", function () {
-      var url = new URL(window.location.href);
-      if (filter.value) url.searchParams.set("feed", filter.value); else url.searchParams.delete("feed");
-      window.location.assign(url.href);
+  function toTop(focus) {
+    var smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    window.scrollTo({ top: 0, behavior: smooth ? "smooth" : "auto" });
+    if (focus && list.firstElementChild) list.firstElementChild.focus({ preventScroll: true });
+  }
+
+  // --- History: older entries load as the reader nears the end of the list.
+  function showOlder() {
+    olderBox.replaceChildren();
+    if (!olderUrl) {
+      if (list.querySelector(".entry")) olderBox.textContent = "No older entries.";
+      return;
+    }
+    var link = olderBox.appendChild(el("a", "", "Older entries"));
+    link.id = "older";
+    var before = new URL(olderUrl, location.href).searchParams.get("before");
+    link.href = "/?" + new URLSearchParams(feedId ? { before: before, feed: feedId } : { before: before });
+    if (observer) { observer.disconnect(); observer.observe(link); }
+  }
+
+  function loadOlder(focus) {
+    if (!olderUrl || loading) return;
+    loading = true;
+    var link = $("older");
+    link.textContent = "Loading…";
+    getJSON(olderUrl).then(function (page) {
+      var first = null;
+      page.items.forEach(function (item) {
+        if ($("entry-" + item.entry.id)) return;
+        var article = list.appendChild(render(item.entry, false, item.cursor));
+        first = first || article;
+      });
+      olderUrl = page.next;
+      trim(true);
+      loading = false;
+      showOlder();
+      if (focus && first) first.focus();
+    }, function () {
+      loading = false;
+      link.textContent = "Couldn’t load older entries. Try again";
     });
   }
 
+  var observer = window.IntersectionObserver && !single && new IntersectionObserver(function (seen) {
+    if (seen.some(function (e) { return e.isIntersecting; })) loadOlder(false);
+  }, { rootMargin: "0px 0px 600px 0px" });
+  if (olderBox) {
+    olderBox.addEventListener("click", function (event) {
+      if (event.target.id !== "older" || event.button || event.ctrlKey || event.metaKey || event.shiftKey) return;
+      event.preventDefault();
+      loadOlder(true);
+    });
+    if ($("older") && observer) observer.observe($("older"));
+  }
+
+  // --- The newest entries, for a feed or all: replaces the list, then follows the socket from
+  // the cursor the server read before the list, so nothing is missed in between.
+  function loadNewest() {
+    disconnect();
+    return getJSON(api("")).then(function (page) {
+      list.replaceChildren();
+      page.items.forEach(function (item) { list.appendChild(render(item.entry, false, item.cursor)); });
+      if (!page.items.length) list.appendChild(el("p", "empty", "No entries yet. New ones appear here as soon as a feed publishes them.")).id = "empty";
+      var newer = document.querySelector(".newer");
+      if (newer) newer.remove();
+      olderUrl = page.next;
+      cursor = page.cursor || cursor;
+      detached = false;
+      unseen = 0;
+      showOlder();
+      showUnseen();
+    }).catch(function () { /* keep what is shown; the socket still heals */ }).then(connect);
+  }
+
+  function setFeed(id, push) {
+    feedId = id || "";
+    var url = new URL(location.href);
+    url.searchParams.delete("before");
+    if (feedId) url.searchParams.set("feed", feedId); else url.searchParams.delete("feed");
+    if (push) history.pushState(null, "", url);
+    if (filter) filter.value = feedId;
+    var name = feedId && filter && filter.selectedIndex > 0 ? filter.options[filter.selectedIndex].text : "";
+    baseTitle = (name ? name + " · " : "") + "Livelog";
+    announcer.textContent = "Showing " + (name || "all sources");
+    return loadNewest().then(function () { toTop(false); });
+  }
+
+  if (!single) {
+    newButton.addEventListener("click", function () {
+      if (detached) loadNewest().then(function () { toTop(true); });
+      else { unseen = 0; toTop(true); showUnseen(); }
+    });
+    window.addEventListener("scroll", showUnseen, { passive: true });
+    if (filter) filter.addEventListener("change", function () { setFeed(filter.value, true); });
+    list.addEventListener("click", function (event) {
+      var source = event.target.closest("a.source");
+      if (!source || event.button || event.ctrlKey || event.metaKey || event.shiftKey) return;
+      event.preventDefault();
+      setFeed(new URL(source.href).searchParams.get("feed"), true);
+    });
+    window.addEventListener("popstate", function () { setFeed(new URL(location.href).searchParams.get("feed"), false); });
+  }
+  document.addEventListener("visibilitychange", function () {
+    showUnseen();
+    if (!document.hidden) {
+      refreshTimes();
+      if (!socket) { attempt = 0; connect(); }
+    }
+  });
+
   // --- The socket: resume from the last cursor, back off with jitter, say what state we are in.
-  function setState(state, text) {
+  var LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
+  function setState(state) {
     statusBox.dataset.state = state;
-    statusLabel.textContent = text;
+    statusLabel.textContent = LABELS[state];
     retryButton.hidden = state !== "offline";
   }
 
   function connect() {
-    clearTimeout(retryTimer);
-    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    var query = "?after=" + encodeURIComponent(cursor) + (feedId ? "&feed=" + encodeURIComponent(feedId) : "");
-    setState(attempt ? "reconnecting" : "connecting", attempt ? "Reconnecting…" : "Connecting…");
-    socket = new WebSocket(scheme + window.location.host + "/ws/live/" + query);
-    socket.onopen = function () {
+    disconnect();
+    if (!navigator.onLine) { setState("offline"); return; }
+    var query = new URLSearchParams({ after: cursor });
+    if (feedId) query.set("feed", feedId);
+    var ws = socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/live/?" + query);
+    setState(attempt ? (attempt > 5 ? "offline" : "reconnecting") : "connecting");
+    ws.onopen = function () {
+      if (ws !== socket) return;
       attempt = 0;
-      setState("live", "Live");
+      setState("live");
     };
-    socket.onmessage = function (event) {
+    ws.onmessage = function (event) {
+      if (ws !== socket) return;
       try { apply(JSON.parse(event.data)); } catch (e) { /* one bad message must not stop the page */ }
     };
-    socket.onclose = function () {
+    ws.onclose = function (event) {
+      if (ws !== socket) return; // replaced or closed on purpose
       socket = null;
       attempt += 1;
-      if (!navigator.onLine || attempt > 8) {
-        setState("offline", "Offline");
-        if (!navigator.onLine) return;
-      } else {
-        setState("reconnecting", "Reconnecting…");
-      }
-      var delay = Math.min(30000, 500 * Math.pow(2, attempt - 1)) * (0.5 + Math.random());
-      retryTimer = setTimeout(connect, delay);
+      // After 4008 (this reader fell behind) resume at once; else back off: 0.5 s doubling to 30 s.
+      var delay = event.code === 4008 && attempt === 1 ? 0 : Math.min(30000, 500 * Math.pow(2, attempt - 1));
+      setState(attempt > 5 || !navigator.onLine ? "offline" : "reconnecting");
+      retryTimer = setTimeout(connect, delay * (0.5 + Math.random()));
     };
   }
+
+  function disconnect() {
+    clearTimeout(retryTimer);
+    var ws = socket;
+    socket = null;
+    if (ws) ws.close();
+  }
+
   retryButton.addEventListener("click", function () { attempt = 0; connect(); });
-  window.addEventListener("online", function () { if (!socket) { attempt = 0; connect(); } });
+  window.addEventListener("online", function () { attempt = 0; connect(); });
+  window.addEventListener("offline", function () { disconnect(); setState("offline"); });
+  showUnseen();
   connect();
 })();

@@ -1,0 +1,51 @@
+"""The live stream as Server-Sent Events, for networks that block WebSockets."""
+
+import asyncio
+
+from django.http import JsonResponse, StreamingHttpResponse
+
+from live.events import parse_cursor
+from live.hub import Dropped, current_seq, get_hub
+
+KEEPALIVE = 15.0
+
+
+async def stream(request):
+    """GET /api/stream/: the same events as the socket. Resumes from Last-Event-ID (or ?after=)."""
+    try:
+        after = parse_cursor(request.headers.get("Last-Event-ID") or request.GET.get("after"))
+        feed = request.GET.get("feed")
+        feed_id = int(feed) if feed else None
+    except ValueError:
+        return JsonResponse(
+            {"error": "Last-Event-ID, after and feed must be non-negative integers"}, status=400
+        )
+    if after is None:
+        after = await current_seq()
+    subscription = get_hub().subscribe(after, feed_id)
+    response = StreamingHttpResponse(events(subscription), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies must not hold events back
+    return response
+
+
+async def events(subscription):
+    iterator = aiter(subscription)
+    pending = None
+    try:
+        yield "retry: 2000\n\n"
+        while True:
+            pending = pending or asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE)
+            if not done:
+                yield ": keep-alive\n\n"  # keeps idle connections open through proxies
+                continue
+            seq, text = pending.result()
+            pending = None
+            yield f"id: {seq}\ndata: {text}\n\n"
+    except Dropped:
+        return  # the client reconnects with Last-Event-ID and catches up
+    finally:
+        if pending is not None:
+            pending.cancel()
+        subscription.close()
