@@ -59,8 +59,9 @@ class Subscription:
     def drop(self) -> None:
         # Memory stays bounded: forget the backlog; the reader comes back with its cursor.
         self.dropped = True
-        self.queue = asyncio.Queue(1)
-        self.queue.put_nowait((None, None))
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait((None, None))  # wakes the reader if it is waiting
 
     def close(self) -> None:
         self.hub.subscriptions.discard(self)

@@ -51,3 +51,48 @@ class LiveClient:
     def close(self):
         self._connection.__exit__(None, None, None)
         self._thread.join(5)
+
+
+class ResumingClient:
+    """Like the page: reconnects with its last cursor whenever the socket closes."""
+
+    def __init__(self, base_url: str, after: str):
+        self.base_url = base_url
+        self.cursor = after
+        self.messages: list[dict] = []
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        ws_url = self.base_url.replace("http://", "ws://") + "/ws/live/"
+        while not self._stop.is_set():
+            try:
+                with connect(
+                    f"{ws_url}?after={self.cursor}", origin=self.base_url, open_timeout=5, proxy=None
+                ) as ws:
+                    self._ws = ws
+                    for text in ws:
+                        message = json.loads(text)
+                        self.messages.append(message)
+                        self.cursor = message["cursor"]
+            except Exception:  # noqa: S110 - closed or refused: try again, as the page does
+                pass
+            if not self._stop.is_set():
+                self.reconnects += 1
+                time.sleep(0.3)
+
+    def disconnect_once(self):
+        """Drop the current socket; the client comes back with its cursor."""
+        ws = getattr(self, "_ws", None)
+        if ws is not None:
+            ws.close()
+
+    def created_ids(self) -> list[int]:
+        return [m["entry"]["id"] for m in list(self.messages) if m["type"] == "entry.created"]
+
+    def stop(self):
+        self._stop.set()
+        self.disconnect_once()
+        self._thread.join(10)

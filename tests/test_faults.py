@@ -1,0 +1,179 @@
+"""Faults with real processes, killed by pid: every reader ends with exactly the database's entries.
+
+These tests run their own redis-server on another port and never touch the shared one.
+"""
+
+import signal
+import time
+
+import pytest
+
+from feeds.models import Entry, Feed
+from tests.feedserver import GrowingFeed
+from tests.procs import Proc, free_port, wait_until
+from tests.wsclient import ResumingClient
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def own_redis():
+    port = free_port()
+    command = f"redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no"
+    state = {"proc": Proc("redis", command, {})}
+
+    def ping():
+        import redis
+
+        try:
+            return redis.Redis(port=port, socket_timeout=1).ping()
+        except redis.RedisError:
+            return False
+
+    class OwnRedis:
+        url = f"redis://127.0.0.1:{port}/0"
+
+        def kill(self):
+            state["proc"].kill(signal.SIGKILL)
+            state["proc"].popen.wait(5)
+
+        def start(self):
+            state["proc"] = Proc("redis", command, {})
+            wait_until(ping, 10, what="redis")
+
+    wait_until(ping, 10, what="redis")
+    yield OwnRedis()
+    state["proc"].stop()
+
+
+def latest_cursor() -> str:
+    entry = Entry.objects.order_by("-seq").first()
+    return str(entry.seq if entry else 0)
+
+
+def assert_clients_match_database(clients, stack, timeout=30):
+    stored = set(Entry.objects.values_list("id", flat=True))
+    for client in clients:
+        try:
+            wait_until(lambda c=client: set(c.created_ids()) >= stored, timeout, what="a client to catch up")
+        except AssertionError:
+            missing = sorted(stored - set(client.created_ids()))
+            raise AssertionError(
+                f"client missing {len(missing)} of {len(stored)}: {missing[:20]}; reconnects={client.reconnects}"
+                f" cursor={client.cursor}\n{stack.logs()}"
+            ) from None
+    time.sleep(1)
+    for client in clients:
+        ids = client.created_ids()
+        assert len(ids) == len(set(ids)), "an entry was shown twice"
+        assert set(ids) == stored
+
+
+def test_redis_killed_and_restarted_mid_stream_loses_nothing(stack, feed_server, own_redis):
+    stack.env["REDIS_URL"] = own_redis.url
+    web, _ = stack.web()
+    stack.worker()
+    stack.beat()
+    feeds = [GrowingFeed(feed_server, f"/r{n}.xml", f"r{n}") for n in range(3)]
+    for feed in feeds:
+        Feed.objects.create(url=feed.url, interval=5)
+    clients = [ResumingClient(web, latest_cursor()) for _ in range(3)]
+    try:
+        for second in range(24):
+            for feed in feeds:
+                feed.append()
+            if second == 8:
+                own_redis.kill()
+            if second == 12:
+                own_redis.start()
+            time.sleep(1)
+        total = 24 * 3
+        wait_until(lambda: Entry.objects.count() == total, 60, what=f"{total} stored\n{stack.logs()}")
+        assert_clients_match_database(clients, stack)
+        assert all(client.reconnects for client in clients), "readers should have been told to resume"
+    finally:
+        for client in clients:
+            client.stop()
+
+
+def test_a_worker_killed_mid_fetch_is_completed_without_duplicates(stack, feed_server):
+    web, _ = stack.web()
+    doomed = stack.worker()
+    stack.beat()
+    feed = GrowingFeed(feed_server, "/slow.xml", "slow")
+    feed.append(5)
+    slow = {"on": True}
+    respond = feed.respond
+
+    def slow_respond(handler):
+        if slow["on"]:
+            time.sleep(4)  # long enough to kill the worker in the middle
+        respond(handler)
+
+    feed_server.routes["/slow.xml"].handler = slow_respond
+    Feed.objects.create(url=feed.url, interval=5)
+    client = ResumingClient(web, latest_cursor())
+    try:
+        wait_until(lambda: feed_server.hits["/slow.xml"] >= 1, 20, what="the fetch to start")
+        time.sleep(1)
+        doomed.kill(signal.SIGKILL)
+        assert Entry.objects.count() == 0
+        slow["on"] = False
+        stack.worker()
+        wait_until(lambda: Entry.objects.count() == 5, 90, what=f"the feed completed\n{stack.logs()}")
+        feed.append(2)
+        wait_until(lambda: Entry.objects.count() == 7, 20, what="later items")
+        assert Entry.objects.values("key").distinct().count() == 7
+        assert_clients_match_database([client], stack)
+    finally:
+        client.stop()
+
+
+def test_two_beats_fetch_each_feed_at_most_once_per_interval(stack, feed_server):
+    stack.web()
+    stack.worker()
+    stack.beat()
+    stack.beat()
+    feed = GrowingFeed(feed_server, "/twice.xml", "twice")
+    feed.append()
+    Feed.objects.create(url=feed.url, interval=5)
+    times = []
+    respond = feed.respond
+
+    def timed(handler):
+        times.append(time.monotonic())
+        respond(handler)
+
+    feed_server.routes["/twice.xml"].handler = timed
+    for _ in range(5):
+        feed.append()
+        time.sleep(4)
+    wait_until(lambda: Entry.objects.count() == 6, 15, what="the last item")
+    assert len(times) >= 4
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert min(gaps) > 3.5, f"fetched twice within one interval: {gaps}"
+    assert Entry.objects.count() == 6
+    assert Entry.objects.values("key").distinct().count() == 6
+
+
+def test_a_client_disconnected_during_a_500_entry_burst_from_two_workers(stack, feed_server):
+    web, _ = stack.web()
+    stack.worker()
+    stack.worker()
+    stack.beat()
+    feeds = [GrowingFeed(feed_server, f"/burst{n}.xml", f"burst{n}") for n in range(10)]
+    for feed in feeds:
+        Feed.objects.create(url=feed.url, interval=5)
+    steady = ResumingClient(web, latest_cursor())
+    flaky = ResumingClient(web, latest_cursor())
+    try:
+        for feed in feeds:
+            feed.append(50)
+        wait_until(lambda: Entry.objects.count() >= 50, 20, what="the burst to start")
+        flaky.disconnect_once()
+        wait_until(lambda: Entry.objects.count() == 500, 60, what=f"500 stored\n{stack.logs()}")
+        assert_clients_match_database([steady, flaky], stack)
+        assert flaky.reconnects >= 1
+    finally:
+        steady.stop()
+        flaky.stop()
