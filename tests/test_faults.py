@@ -59,8 +59,8 @@ def assert_clients_match_database(clients, stack, timeout=30):
         except AssertionError:
             missing = sorted(stored - set(client.created_ids()))
             raise AssertionError(
-                f"client missing {len(missing)} of {len(stored)}: {missing[:20]}; reconnects={client.reconnects}"
-                f" cursor={client.cursor}\n{stack.logs()}"
+                f"client missing {len(missing)} of {len(stored)}: {missing[:20]}; "
+                f"reconnects={client.reconnects} cursor={client.cursor}\n{stack.logs()}"
             ) from None
     time.sleep(1)
     for client in clients:
