@@ -29,10 +29,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self.close(code=BAD_REQUEST)
             return
+        hub = get_hub()
         if after is None:
-            after = await current_seq()  # "from now on" means from this connection, not later
+            # "From now on" means from this connection, not from whenever the hub is ready.
+            after = hub.last if hub.ready.is_set() else await current_seq()
         await self.accept()
-        self.subscription = get_hub().subscribe(after, feed_id)
+        self.subscription = hub.subscribe(after, feed_id)
         self.pump = asyncio.get_running_loop().create_task(self.forward())
 
     async def forward(self):

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import logging
 import weakref
+from collections import deque
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -28,6 +29,8 @@ current_seq = database_sync_to_async(latest_seq, thread_sensitive=False)
 QUEUE_LIMIT = 1000
 # How often the hub renews its group membership and looks for a change it was never sent.
 HEARTBEAT = 10.0
+# Events each web process keeps in memory for readers who reconnect.
+RECENT = 5000
 
 
 class Dropped(Exception):
@@ -49,7 +52,7 @@ class Subscription:
         self.dropped = False
 
     def offer(self, seq: int, feed_id: int, text: str) -> None:
-        if self.dropped or (self.feed_id is not None and feed_id != self.feed_id):
+        if self.dropped or not self.wants(feed_id):
             return
         try:
             self.queue.put_nowait((seq, text))
@@ -67,7 +70,29 @@ class Subscription:
         self.hub.subscriptions.discard(self)
 
     async def __aiter__(self):
-        await self.hub.ready.wait()
+        hub = self.hub
+        await hub.ready.wait()
+        if self.after is not None and self.after >= hub.floor:
+            # Everything this reader missed is in the hub's memory: a thousand readers
+            # reconnecting after a deploy cost the database nothing.
+            missed = [
+                (seq, text) for seq, feed_id, text in hub.recent if seq > self.after and self.wants(feed_id)
+            ]
+            self.last = max(hub.last, self.after)
+            for seq, text in missed:
+                yield seq, text
+        else:
+            async for seq, text in self.replay():
+                yield seq, text
+        while True:
+            seq, text = await self.queue.get()
+            if seq is None:
+                raise Dropped
+            if seq > self.last:
+                self.last = seq
+                yield seq, text
+
+    async def replay(self):
         # Subscribed first, then read the database: a change committed in between arrives both
         # ways and the copy is dropped by its number; none falls between the two.
         latest = await current_seq()
@@ -77,13 +102,9 @@ class Subscription:
             for seq, _, text in rows:
                 yield seq, text
             self.last = rows[-1][0] if len(rows) == PAGE else latest
-        while True:
-            seq, text = await self.queue.get()
-            if seq is None:
-                raise Dropped
-            if seq > self.last:
-                self.last = seq
-                yield seq, text
+
+    def wants(self, feed_id: int) -> bool:
+        return self.feed_id is None or feed_id == self.feed_id
 
 
 class Hub:
@@ -91,6 +112,10 @@ class Hub:
         self.subscriptions: set[Subscription] = set()
         self.ready = asyncio.Event()
         self.last = 0
+        # The latest events, in order. Every change after `floor` is here (or a later change of
+        # the same entry is), so a reader whose cursor is at least `floor` replays from memory.
+        self.recent: deque[tuple[int, int, str]] = deque(maxlen=RECENT)
+        self.floor = 0
         self.layer = None
         self.channel_name = ""
         self.task: asyncio.Task | None = None
@@ -127,7 +152,8 @@ class Hub:
         self.layer = get_channel_layer()
         self.channel_name = await self.layer.new_channel("livelog-hub.")
         await self.layer.group_add(GROUP, self.channel_name)
-        self.last = await current_seq()
+        self.last = self.floor = await current_seq()
+        self.recent.clear()
         self.ready.set()
 
     async def heartbeat(self):
@@ -165,6 +191,9 @@ class Hub:
 
     def deliver(self, seq: int, feed_id: int, text: str):
         self.last = seq
+        if len(self.recent) == self.recent.maxlen:
+            self.floor = self.recent[0][0]
+        self.recent.append((seq, feed_id, text))
         for subscription in list(self.subscriptions):
             subscription.offer(seq, feed_id, text)
 

@@ -161,3 +161,31 @@ async def test_a_reader_that_falls_too_far_behind_is_dropped_with_bounded_memory
     with pytest.raises(hub_module.Dropped):
         async for _ in subscription:
             pass
+
+
+async def test_a_reconnecting_reader_is_served_from_memory_without_the_database(feed, monkeypatch):
+    first = await connect()
+    await astore(feed, item("a"))
+    [message] = await received(first, 1)
+    await astore(feed, item("b"), item("c"))
+    await received(first, 2)
+    await first.disconnect()
+
+    from live import hub as hub_module
+
+    reads = []
+
+    def counted(function):
+        async def wrapper(*args):
+            reads.append(function)
+            return await function(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(hub_module, "replay_page", counted(hub_module.replay_page))
+    monkeypatch.setattr(hub_module, "current_seq", counted(hub_module.current_seq))
+    again = await connect(f"?after={message['cursor']}")
+    replayed = await received(again, 2)
+    assert [m["entry"]["title"] for m in replayed] == ["Title c", "Title b"]
+    assert reads == []
+    await again.disconnect()
