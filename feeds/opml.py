@@ -31,7 +31,8 @@ def feed_urls(content: bytes) -> list[tuple[str, str]]:
         url = (outline.get("xmlUrl") or outline.get("xmlurl") or "").strip()
         if url and url not in seen:
             seen.add(url)
-            found.append((url, (outline.get("title") or outline.get("text") or "").strip()))
+            title = outline.get("title")  # an empty title is a title; text is the fallback
+            found.append((url, (outline.get("text", "") if title is None else title).strip()))
     return found
 
 
