@@ -140,6 +140,19 @@ else:
         }
     }
 
+# One small shared cache: the beat's heartbeat and the workers' metrics, seen by every process.
+if EMBEDDED:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CHANNEL_LAYER_PREFIX", "livelog"),
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+    }
+
 # --- Celery
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
@@ -161,6 +174,11 @@ CELERY_BEAT_SCHEDULE = {
         # expire_seconds; it drops options.expires.)
         "options": {"expire_seconds": 5},
     },
+    "prune-old-entries": {
+        "task": "feeds.tasks.prune_old_entries",
+        "schedule": 3600.0,
+        "options": {"expire_seconds": 3600},
+    },
 }
 
 # --- Feeds
@@ -172,6 +190,8 @@ FEEDS_CONNECT_TIMEOUT = float(os.environ.get("FEEDS_CONNECT_TIMEOUT", "5"))
 FEEDS_READ_TIMEOUT = float(os.environ.get("FEEDS_READ_TIMEOUT", "10"))
 FEEDS_TOTAL_TIMEOUT = float(os.environ.get("FEEDS_TOTAL_TIMEOUT", "20"))
 FEEDS_MAX_BYTES = int(os.environ.get("FEEDS_MAX_BYTES", str(10 * 1024 * 1024)))
+# Entries first seen longer ago than this lose their content (0 keeps everything).
+FEEDS_RETENTION_DAYS = int(os.environ.get("FEEDS_RETENTION_DAYS", "30"))
 # Serve the built-in demo feed at /demo/feed.xml and register it on first run.
 LIVELOG_DEMO = env_bool("LIVELOG_DEMO")
 
@@ -183,12 +203,16 @@ SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+
+# --- Operations
+# /metrics answers only with this bearer token; unset, it is not exposed at all.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
 # --- Logging: one line per record on stdout, for the platform's log router.
 LOGGING = {

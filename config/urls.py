@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from live import stream, views
+from live import health, metrics, stream, views
 
 admin.site.site_header = "Livelog administration"
 
@@ -12,5 +12,8 @@ urlpatterns = [
     path("api/feeds/", views.api_feeds, name="api-feeds"),
     path("api/stream/", stream.stream, name="api-stream"),
     path("demo/feed.xml", views.demo_feed, name="demo-feed"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -25,7 +26,8 @@ def broadcast(seq: int, feed_id: int, text: str) -> None:
     Readers that miss it heal from the database: the next event reveals the gap in `seq`,
     and a reconnect replays from the last cursor.
     """
-    message = {"type": "live.event", "seq": seq, "feed": feed_id, "text": text}
+    # committed_at: this runs on commit; the web process measures delivery latency from it.
+    message = {"type": "live.event", "seq": seq, "feed": feed_id, "text": text, "committed_at": time.time()}
     try:
         layer = get_channel_layer()
         if isinstance(layer, InMemoryChannelLayer) and _server_loop is not None:

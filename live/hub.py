@@ -9,12 +9,14 @@ any gap from the database) and hands the already-encoded text to each local read
 import asyncio
 import contextvars
 import logging
+import time
 import weakref
 from collections import deque
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from live import metrics
 from live.events import GROUP
 from live.replay import PAGE, encoded_changes, latest_seq
 
@@ -67,7 +69,9 @@ class Subscription:
         self.queue.put_nowait((None, None))  # wakes the reader if it is waiting
 
     def close(self) -> None:
-        self.hub.subscriptions.discard(self)
+        if self in self.hub.subscriptions:
+            self.hub.subscriptions.discard(self)
+            metrics.connected_clients.dec()
 
     async def __aiter__(self):
         hub = self.hub
@@ -126,6 +130,7 @@ class Hub:
             self.task = asyncio.get_running_loop().create_task(self.run(), context=contextvars.Context())
         subscription = Subscription(self, after, feed_id)
         self.subscriptions.add(subscription)
+        metrics.connected_clients.inc()
         return subscription
 
     async def run(self):
@@ -171,6 +176,8 @@ class Hub:
             message = await self.layer.receive(self.channel_name)
             if message.get("type") == "live.event":
                 await self.on_event(message["seq"], message["feed"], message["text"])
+                if "committed_at" in message:
+                    metrics.delivered.observe(max(0.0, time.time() - message["committed_at"]))
 
     async def on_event(self, seq: int, feed_id: int, text: str):
         if seq <= self.last:

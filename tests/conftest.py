@@ -1,4 +1,5 @@
 import os
+import signal
 import uuid
 
 import pytest
@@ -6,7 +7,7 @@ import redis
 from django.core.management import call_command
 
 from tests.feedserver import FeedServer
-from tests.procs import free_port, http_ok, run_procfile, wait_until
+from tests.procs import Proc, free_port, http_ok, run_procfile, wait_until
 
 TEST_REDIS_URL = os.environ.get("LIVELOG_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -119,3 +120,121 @@ def browser(monkeypatch):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def writes(stack, settings):
+    """Run database writes from the test so that they reach the stack's open pages at once.
+
+    The test's channel layer becomes the stack's Redis, so the post-save hook pushes to the web
+    processes; each call runs in a thread of its own, because Playwright's sync API keeps an event
+    loop in this one (where the hook's async_to_sync cannot run), and closes its connection.
+    """
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [stack.env["REDIS_URL"]], "prefix": stack.env["CHANNEL_LAYER_PREFIX"]},
+        }
+    }
+
+    def run(function, *args, **kwargs):
+        import threading
+
+        from django.db import connections
+
+        outcome = {}
+
+        def target():
+            try:
+                outcome["value"] = function(*args, **kwargs)
+            except BaseException as exc:  # re-raised in the test's thread
+                outcome["error"] = exc
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join(60)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("value")
+
+    return run
+
+
+PAGE_TRAPS = """
+window.__trapped = {alerts: [], violations: [], ran: []};
+for (const name of ["alert", "confirm", "prompt", "print"]) {
+  window[name] = (...args) => { window.__trapped.alerts.push(name + ":" + args.join(" ")); };
+}
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__trapped.violations.push(e.effectiveDirective + " " + e.blockedURI + " " + (e.sample || ""));
+});
+"""
+
+
+@pytest.fixture
+def open_page(browser):
+    """open_page(url, **context_options) -> a Playwright page that records what should never happen.
+
+    page.trapped() returns alerts (window.alert and friends are hooked before any script runs),
+    CSP violations (securitypolicyviolation events), dialogs, page errors, console errors, and
+    requests to anything but the page's own origin.
+    """
+    contexts = []
+
+    def open_(url, **options):
+        context = browser.new_context(**options)
+        contexts.append(context)
+        context.add_init_script(PAGE_TRAPS)
+        page = context.new_page()
+        seen = {"dialogs": [], "errors": [], "console": [], "foreign": []}
+        origin = url.split("/", 3)[:3]
+        page.on("dialog", lambda dialog: (seen["dialogs"].append(dialog.message), dialog.dismiss()))
+        page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
+        page.on("console", lambda msg: msg.type == "error" and seen["console"].append(msg.text))
+        page.on(
+            "request",
+            lambda request: request.url.split("/", 3)[:3] != origin and seen["foreign"].append(request.url),
+        )
+
+        def trapped():
+            return {**seen, **page.evaluate("window.__trapped")}
+
+        page.trapped = trapped
+        page.goto(url)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def own_redis():
+    port = free_port()
+    command = f"redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no"
+    state = {"proc": Proc("redis", command, {})}
+
+    def ping():
+        import redis
+
+        try:
+            return redis.Redis(port=port, socket_timeout=1).ping()
+        except redis.RedisError:
+            return False
+
+    class OwnRedis:
+        url = f"redis://127.0.0.1:{port}/0"
+
+        def kill(self):
+            state["proc"].kill(signal.SIGKILL)
+            state["proc"].popen.wait(5)
+
+        def start(self):
+            state["proc"] = Proc("redis", command, {})
+            wait_until(ping, 10, what="redis")
+
+    wait_until(ping, 10, what="redis")
+    yield OwnRedis()
+    state["proc"].stop()

@@ -10,40 +10,10 @@ import pytest
 
 from feeds.models import Entry, Feed
 from tests.feedserver import GrowingFeed
-from tests.procs import Proc, free_port, wait_until
+from tests.procs import wait_until
 from tests.wsclient import ResumingClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def own_redis():
-    port = free_port()
-    command = f"redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no"
-    state = {"proc": Proc("redis", command, {})}
-
-    def ping():
-        import redis
-
-        try:
-            return redis.Redis(port=port, socket_timeout=1).ping()
-        except redis.RedisError:
-            return False
-
-    class OwnRedis:
-        url = f"redis://127.0.0.1:{port}/0"
-
-        def kill(self):
-            state["proc"].kill(signal.SIGKILL)
-            state["proc"].popen.wait(5)
-
-        def start(self):
-            state["proc"] = Proc("redis", command, {})
-            wait_until(ping, 10, what="redis")
-
-    wait_until(ping, 10, what="redis")
-    yield OwnRedis()
-    state["proc"].stop()
 
 
 def latest_cursor() -> str:

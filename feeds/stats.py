@@ -1,0 +1,61 @@
+"""Counters and histograms that workers share with the web process's /metrics.
+
+Workers are separate processes (separate machines on a Heroku-style platform), so their numbers
+go to one Redis hash, one pipelined HINCRBY per fetch; /metrics reads the hash. In embedded mode
+everything runs in one process and a dict does.
+"""
+
+import threading
+from collections import Counter
+
+from django.conf import settings
+
+KEY = "livelog:metrics"
+# Seconds. Fetches take milliseconds to the total deadline; stages run from seconds to hours.
+FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20)
+STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+
+_local: Counter = Counter()
+_lock = threading.Lock()
+_client = None
+
+
+def _redis():
+    global _client
+    if _client is None:
+        import redis
+
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _client
+
+
+def observe(fields: Counter) -> None:
+    """Add to the shared counters. Never raises: metrics must not break a fetch."""
+    if not fields:
+        return
+    if settings.EMBEDDED:
+        with _lock:
+            _local.update(fields)
+        return
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        for name, value in fields.items():
+            pipe.hincrby(KEY, name, value)
+        pipe.execute()
+    except Exception:  # noqa: S110 - a lost sample is better than a failed fetch
+        pass
+
+
+def histogram_fields(name: str, seconds: float, buckets) -> Counter:
+    fields = Counter({f"{name}:count": 1, f"{name}:sum_us": int(seconds * 1_000_000)})
+    for bound in buckets:
+        if seconds <= bound:
+            fields[f"{name}:le:{bound}"] += 1
+    return fields
+
+
+def read() -> dict[str, int]:
+    if settings.EMBEDDED:
+        with _lock:
+            return dict(_local)
+    return {key.decode(): int(value) for key, value in _redis().hgetall(KEY).items()}

@@ -1,0 +1,77 @@
+"""GET /metrics for Prometheus, behind METRICS_TOKEN (Authorization: Bearer <token>).
+
+Fetch and store numbers come from the workers through feeds.stats (shared by every process);
+connected clients and delivery latency are this web process's own.
+"""
+
+import hmac
+
+from django.conf import settings
+from django.http import Http404, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+from feeds import stats
+
+OUTCOMES = ("new", "updated", "not_modified", "error", "retry_later", "skipped")
+SHARED_STAGES = ("published_to_fetched", "fetched_to_committed")
+
+registry = CollectorRegistry()
+connected_clients = Gauge(
+    "livelog_connected_clients",
+    "Readers connected to this web process (WebSocket and SSE).",
+    registry=registry,
+)
+delivered = Histogram(
+    "livelog_entry_delivered_seconds",
+    "From an entry's commit to this web process handing it to its readers.",
+    buckets=stats.STAGE_BUCKETS,
+    registry=registry,
+)
+
+
+class SharedCollector:
+    """Turns the shared counters into Prometheus families at scrape time."""
+
+    def collect(self):
+        values = stats.read()
+        fetches = CounterMetricFamily("livelog_fetches", "Feed fetches by outcome.", labels=["outcome"])
+        for outcome in OUTCOMES:
+            fetches.add_metric([outcome], values.get(f"fetch:outcome:{outcome}", 0))
+        yield fetches
+        stored = CounterMetricFamily(
+            "livelog_entries_stored", "Entries stored, new or updated.", labels=["kind"]
+        )
+        for kind in ("new", "updated"):
+            stored.add_metric([kind], values.get(f"entries:{kind}", 0))
+        yield stored
+        duration = HistogramMetricFamily(
+            "livelog_fetch_duration_seconds", "Fetch, parse and store of one feed."
+        )
+        duration.add_metric([], *histogram(values, "fetch_duration", stats.FETCH_BUCKETS))
+        yield duration
+        stages = HistogramMetricFamily(
+            "livelog_entry_stage_seconds", "Latency of each stage of a new entry.", labels=["stage"]
+        )
+        for stage in SHARED_STAGES:
+            stages.add_metric([stage], *histogram(values, f"stage:{stage}", stats.STAGE_BUCKETS))
+        yield stages
+
+
+def histogram(values: dict, name: str, bounds) -> tuple[list, float]:
+    buckets = [(str(bound), values.get(f"{name}:le:{bound}", 0)) for bound in bounds]
+    buckets.append(("+Inf", values.get(f"{name}:count", 0)))
+    return buckets, values.get(f"{name}:sum_us", 0) / 1_000_000
+
+
+registry.register(SharedCollector())
+
+
+def metrics(request):
+    token = settings.METRICS_TOKEN
+    if not token:
+        raise Http404  # not configured: not exposed
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return HttpResponse("a valid bearer token is required\n", status=401, content_type="text/plain")
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
