@@ -11,6 +11,8 @@ from collections import Counter
 from django.conf import settings
 
 KEY = "livelog:metrics"
+# The last tick of the beat (a time.time() value in the cache), read by /readyz.
+BEAT_KEY = "livelog:beat:last-tick"
 # Seconds. Fetches take milliseconds to the total deadline; stages run from seconds to hours.
 FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20)
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)

@@ -12,7 +12,7 @@ from django.db import connection
 from django.http import JsonResponse
 
 from config.celery import app as celery_app
-from feeds.tasks import BEAT_KEY
+from feeds.stats import BEAT_KEY
 
 # The beat ticks every 5 s; a tick older than this means the beat or every worker is gone.
 BEAT_STALE = 30.0
