@@ -3,6 +3,7 @@
 These tests run their own redis-server on another port and never touch the shared one.
 """
 
+import contextlib
 import signal
 import time
 
@@ -147,3 +148,29 @@ def test_a_client_disconnected_during_a_500_entry_burst_from_two_workers(stack, 
     finally:
         steady.stop()
         flaky.stop()
+
+
+def test_garbage_and_oversized_frames_close_only_that_socket(stack, feed_server):
+    from websockets.sync.client import connect
+
+    web, _ = stack.web()
+    stack.worker()
+    stack.beat()
+    feed = GrowingFeed(feed_server, "/frames.xml", "frames")
+    Feed.objects.create(url=feed.url, interval=5)
+    polite = ResumingClient(web, latest_cursor())
+    ws_url = web.replace("http://", "ws://") + "/ws/live/"
+    codes = []
+    for frame in ("x" * 200_000, b"\x00\xff\xfe", "hello"):
+        with connect(ws_url, origin=web, proxy=None) as rude:
+            rude.send(frame)
+            with contextlib.suppress(Exception):  # the close is what we look at
+                rude.recv(timeout=5)
+            codes.append(rude.close_code)
+    assert codes == [1009, 1003, 1008]
+    try:
+        feed.append()
+        wait_until(lambda: len(polite.created_ids()) == 1, 15, what="the polite reader's entry")
+        assert polite.reconnects == 0
+    finally:
+        polite.stop()
