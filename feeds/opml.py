@@ -1,6 +1,6 @@
 """OPML import and export of the feed list. Untrusted XML goes through defusedxml."""
 
-from xml.etree.ElementTree import Element, SubElement, tostring
+from xml.sax.saxutils import quoteattr
 
 from defusedxml import ElementTree as SafeElementTree
 from defusedxml.common import DefusedXmlException
@@ -38,12 +38,16 @@ def feed_urls(content: bytes) -> list[tuple[str, str]]:
 
 def export(feeds=None) -> bytes:
     feeds = Feed.objects.order_by("id") if feeds is None else feeds
-    opml = Element("opml", version="2.0")
-    SubElement(SubElement(opml, "head"), "title").text = "Livelog feeds"
-    body = SubElement(opml, "body")
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<opml version="2.0">',
+        "  <head><title>Livelog feeds</title></head>",
+        "  <body>",
+    ]
     for feed in feeds:
         attributes = {"type": "rss", "text": feed.title or feed.url, "title": feed.title, "xmlUrl": feed.url}
         if feed.site_url:
             attributes["htmlUrl"] = feed.site_url
-        SubElement(body, "outline", attributes)
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + tostring(opml, encoding="utf-8")
+        lines.append("    <outline " + " ".join(f"{k}={quoteattr(v)}" for k, v in attributes.items()) + "/>")
+    lines += ["  </body>", "</opml>", ""]
+    return "\n".join(lines).encode()

@@ -19,7 +19,7 @@
   // The top of the list is not the newest entry (a history page, or trimmed): new ones are
   // counted, not inserted, until the reader asks for the newest.
   var detached = "before" in list.dataset;
-  var socket = null, attempt = 0, retryTimer = null, loading = false, unseen = 0;
+  var socket = null, attempt = 0, retryTimer = null, loading = false, wantFocus = false, unseen = 0;
   var baseTitle = document.title, heard = [], announceTimer = null;
 
   function api(before) {
@@ -50,9 +50,11 @@
     ? window.trustedTypes.createPolicy("livelog-summary", { createHTML: String })
     : { createHTML: String };
 
+  // Only absolute URLs (the server resolved them): "" or a relative one must not become a link
+  // to this page.
   function safeUrl(value, schemes) {
     try {
-      var url = new URL(value, document.baseURI);
+      var url = new URL(value);
       return schemes.indexOf(url.protocol) >= 0 ? url.href : "";
     } catch (e) {
       return "";
@@ -148,10 +150,10 @@
   // --- Keeping the reader's place: whatever changes above, the first entry in view stays put.
   function scrolledAway() { return window.scrollY > list.offsetTop; }
 
-  function keepPlace(change, skip) {
+  function keepPlace(change, skip) { // skip: the nodes about to go, which cannot anchor
     var top = statusBox.closest("header").getBoundingClientRect().bottom, anchor = null;
     for (var node = list.firstElementChild; node && !anchor; node = node.nextElementSibling) {
-      if (node !== skip && node.getBoundingClientRect().bottom > top) anchor = node;
+      if (!(skip && skip.indexOf(node) >= 0) && node.getBoundingClientRect().bottom > top) anchor = node;
     }
     var before = anchor && anchor.getBoundingClientRect().top;
     var replacement = change();
@@ -168,7 +170,7 @@
     if (message.type === "entry.deleted") {
       if (!existing) return;
       if (single) existing.replaceChildren(el("p", "removed-note", "This entry was removed by the editors."));
-      else keepPlace(function () { existing.remove(); }, existing);
+      else keepPlace(function () { existing.remove(); }, [existing]);
       return;
     }
     if (existing) {
@@ -191,23 +193,25 @@
       article.classList.add("fresh");
       if (away) keepPlace(function () { list.prepend(article); });
       else list.prepend(article);
-      trim(away);
+      trim();
     }
     showUnseen();
   }
 
-  // Bounded DOM: drop the end of the list farther from the reader.
-  function trim(fromTop) {
-    while (list.children.length > MAX_ENTRIES) {
-      if (fromTop) {
-        var first = list.firstElementChild;
-        keepPlace(function () { first.remove(); }, first);
-        detached = true;
-      } else {
-        list.lastElementChild.remove();
-        olderUrl = api(list.lastElementChild.dataset.cursor);
-        showOlder();
-      }
+  // Bounded DOM: drop the end of the list farther from the reader, in one go (scroll offsets are
+  // rounded: compensating entry by entry would drift).
+  function trim() {
+    var extra = list.children.length - MAX_ENTRIES;
+    if (extra <= 0) return;
+    var box = list.getBoundingClientRect(), fromTop = -box.top > box.bottom - window.innerHeight;
+    var gone = fromTop ? [].slice.call(list.children, 0, extra) : [].slice.call(list.children, -extra);
+    if (fromTop) {
+      keepPlace(function () { gone.forEach(function (node) { node.remove(); }); }, gone);
+      detached = true;
+    } else {
+      gone.forEach(function (node) { node.remove(); });
+      olderUrl = api(list.lastElementChild.dataset.cursor);
+      showOlder();
     }
   }
 
@@ -233,31 +237,35 @@
     if (document.title !== title) document.title = title;
   }
 
-  function toTop(focus) {
+  function toTop() {
     var smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
     window.scrollTo({ top: 0, behavior: smooth ? "smooth" : "auto" });
-    if (focus && list.firstElementChild) list.firstElementChild.focus({ preventScroll: true });
+    list.firstElementChild.focus({ preventScroll: true });
   }
 
   // --- History: older entries load as the reader nears the end of the list.
+  // One link element throughout, so a keyboard user's focus on it is never lost.
+  var olderLink = $("older") || el("a");
+  olderLink.id = "older";
   function showOlder() {
-    olderBox.replaceChildren();
     if (!olderUrl) {
-      if (list.querySelector(".entry")) olderBox.textContent = "No older entries.";
+      olderBox.textContent = list.querySelector(".entry") ? "No older entries." : "";
       return;
     }
-    var link = olderBox.appendChild(el("a", "", "Older entries"));
-    link.id = "older";
+    if (!olderLink.isConnected) olderBox.replaceChildren(olderLink);
+    olderLink.textContent = "Older entries";
     var before = new URL(olderUrl, location.href).searchParams.get("before");
-    link.href = "/?" + new URLSearchParams(feedId ? { before: before, feed: feedId } : { before: before });
-    if (observer) { observer.disconnect(); observer.observe(link); }
+    olderLink.href = "/?" + new URLSearchParams(feedId ? { before: before, feed: feedId } : { before: before });
+    if (observer) { observer.unobserve(olderLink); observer.observe(olderLink); } // still in view: go on
   }
 
   function loadOlder(focus) {
-    if (!olderUrl || loading) return;
+    if (!olderUrl) return;
+    // A reader on the link (keyboard) goes on to the first entry that comes in.
+    wantFocus = wantFocus || focus || document.activeElement === olderLink;
+    if (loading) return;
     loading = true;
-    var link = $("older");
-    link.textContent = "Loading…";
+    olderLink.textContent = "Loading…";
     getJSON(olderUrl).then(function (page) {
       var first = null;
       page.items.forEach(function (item) {
@@ -266,13 +274,14 @@
         first = first || article;
       });
       olderUrl = page.next;
-      trim(true);
+      trim();
       loading = false;
       showOlder();
-      if (focus && first) first.focus();
+      if (wantFocus && first) first.focus();
+      wantFocus = false;
     }, function () {
       loading = false;
-      link.textContent = "Couldn’t load older entries. Try again";
+      olderLink.textContent = "Couldn’t load older entries. Try again";
     });
   }
 
@@ -285,45 +294,54 @@
       event.preventDefault();
       loadOlder(true);
     });
-    if ($("older") && observer) observer.observe($("older"));
+    if (olderLink.isConnected && observer) observer.observe(olderLink);
   }
 
   // --- The newest entries, for a feed or all: replaces the list, then follows the socket from
   // the cursor the server read before the list, so nothing is missed in between.
+  var loads = 0;
   function loadNewest() {
+    var load = ++loads; // arrow keys on the filter fire one change per press: the last one wins
     disconnect();
     return getJSON(api("")).then(function (page) {
+      if (load !== loads) return;
       list.replaceChildren();
+      window.scrollTo(0, 0); // a new list starts at its top (and the older link is out of view)
       page.items.forEach(function (item) { list.appendChild(render(item.entry, false, item.cursor)); });
       if (!page.items.length) list.appendChild(el("p", "empty", "No entries yet. New ones appear here as soon as a feed publishes them.")).id = "empty";
-      var newer = document.querySelector(".newer");
+      var newer = document.querySelector(".newer"), url = new URL(location.href);
       if (newer) newer.remove();
+      if (url.searchParams.has("before")) {
+        url.searchParams.delete("before");
+        history.replaceState(null, "", url);
+      }
       olderUrl = page.next;
       cursor = page.cursor || cursor;
       detached = false;
       unseen = 0;
       showOlder();
       showUnseen();
-    }).catch(function () { /* keep what is shown; the socket still heals */ }).then(connect);
+    }).catch(function () { /* keep what is shown; the socket still heals */ }).then(function () {
+      if (load === loads) connect();
+    });
   }
 
   function setFeed(id, push) {
     feedId = id || "";
     var url = new URL(location.href);
-    url.searchParams.delete("before");
     if (feedId) url.searchParams.set("feed", feedId); else url.searchParams.delete("feed");
     if (push) history.pushState(null, "", url);
     if (filter) filter.value = feedId;
     var name = feedId && filter && filter.selectedIndex > 0 ? filter.options[filter.selectedIndex].text : "";
     baseTitle = (name ? name + " · " : "") + "Livelog";
     announcer.textContent = "Showing " + (name || "all sources");
-    return loadNewest().then(function () { toTop(false); });
+    return loadNewest();
   }
 
   if (!single) {
     newButton.addEventListener("click", function () {
-      if (detached) loadNewest().then(function () { toTop(true); });
-      else { unseen = 0; toTop(true); showUnseen(); }
+      if (detached) loadNewest().then(function () { list.firstElementChild.focus(); });
+      else { unseen = 0; toTop(); showUnseen(); }
     });
     window.addEventListener("scroll", showUnseen, { passive: true });
     if (filter) filter.addEventListener("change", function () { setFeed(filter.value, true); });
@@ -346,6 +364,7 @@
   // --- The socket: resume from the last cursor, back off with jitter, say what state we are in.
   var LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
   function setState(state) {
+    statusBox.hidden = false; // without script there is no live state to show
     statusBox.dataset.state = state;
     statusLabel.textContent = LABELS[state];
     retryButton.hidden = state !== "offline";
@@ -357,7 +376,7 @@
     var query = new URLSearchParams({ after: cursor });
     if (feedId) query.set("feed", feedId);
     var ws = socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/live/?" + query);
-    setState(attempt ? (attempt > 5 ? "offline" : "reconnecting") : "connecting");
+    setState(attempt ? (attempt >= 5 ? "offline" : "reconnecting") : "connecting");
     ws.onopen = function () {
       if (ws !== socket) return;
       attempt = 0;
@@ -373,7 +392,7 @@
       attempt += 1;
       // After 4008 (this reader fell behind) resume at once; else back off: 0.5 s doubling to 30 s.
       var delay = event.code === 4008 && attempt === 1 ? 0 : Math.min(30000, 500 * Math.pow(2, attempt - 1));
-      setState(attempt > 5 || !navigator.onLine ? "offline" : "reconnecting");
+      setState(attempt >= 5 || !navigator.onLine ? "offline" : "reconnecting");
       retryTimer = setTimeout(connect, delay * (0.5 + Math.random()));
     };
   }
@@ -386,7 +405,7 @@
   }
 
   retryButton.addEventListener("click", function () { attempt = 0; connect(); });
-  window.addEventListener("online", function () { attempt = 0; connect(); });
+  window.addEventListener("online", function () { if (!socket) { attempt = 0; connect(); } });
   window.addEventListener("offline", function () { disconnect(); setState("offline"); });
   showUnseen();
   connect();
