@@ -44,3 +44,25 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) staticfiles livelog.sqlite3*
+
+# Fan-out benchmark (bench/README.md): make bench-fanout FANOUT_ARGS="--quick"
+FANOUT_ARGS ?=
+.PHONY: bench-fanout
+bench-fanout: $(VENV)/.installed
+	$(PY) bench/fanout.py $(FANOUT_ARGS)
+
+# Real-world feeds beside the checkout (never copied here), ingested through the real pipeline on a
+# throwaway SQLite database; fails if an acceptance check fails (feeds/management/commands/ingestcorpus.py).
+CORPUS ?= ../shared/corpus
+.PHONY: corpus
+corpus: $(VENV)/.installed
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	export DEBUG=true REDIS_URL= FEEDS_ALLOW_PRIVATE_NETWORKS=true DATABASE_URL="sqlite:///$$tmp/corpus.sqlite3" && \
+	$(PY) manage.py migrate --noinput --verbosity 0 && \
+	$(PY) manage.py ingestcorpus $(CORPUS)
+
+# Ingest at scale (bench/ingest_scale.py): make bench-ingest BENCH_INGEST_ARGS="--duration 30"
+BENCH_INGEST_ARGS ?=
+.PHONY: bench-ingest
+bench-ingest: $(VENV)/.installed
+	$(PY) bench/ingest_scale.py $(BENCH_INGEST_ARGS)

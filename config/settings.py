@@ -190,6 +190,9 @@ FEEDS_CONNECT_TIMEOUT = float(os.environ.get("FEEDS_CONNECT_TIMEOUT", "5"))
 FEEDS_READ_TIMEOUT = float(os.environ.get("FEEDS_READ_TIMEOUT", "10"))
 FEEDS_TOTAL_TIMEOUT = float(os.environ.get("FEEDS_TOTAL_TIMEOUT", "20"))
 FEEDS_MAX_BYTES = int(os.environ.get("FEEDS_MAX_BYTES", str(10 * 1024 * 1024)))
+# The tick sends due feeds in batches; each batch is fetched on this many threads of a worker.
+FEEDS_BATCH_SIZE = int(os.environ.get("FEEDS_BATCH_SIZE", "20"))
+FEEDS_FETCH_THREADS = int(os.environ.get("FEEDS_FETCH_THREADS", "20"))
 # Entries first seen longer ago than this lose their content (0 keeps everything).
 FEEDS_RETENTION_DAYS = int(os.environ.get("FEEDS_RETENTION_DAYS", "30"))
 # Serve the built-in demo feed at /demo/feed.xml and register it on first run.

@@ -5,7 +5,9 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from feeds.fetching import FetchError, check_url
+from feeds.ingest import find_feed
 from feeds.models import Entry, Feed
+from feeds.parsing import ParseError
 
 URL_FIELD = {models.URLField: {"assume_scheme": "https"}}
 
@@ -17,12 +19,18 @@ class FeedForm(forms.ModelForm):
         model = Feed
         fields = ("url", "title", "enabled", "interval")
 
+    found_on = ""  # the web page a new URL turned out to be, whose feed was taken instead
+
     def clean_url(self):
         # The same guard as every fetch: an admin cannot point us at our own network either.
+        url = self.cleaned_data["url"]
         try:
-            return check_url(self.cleaned_data["url"])
-        except FetchError as exc:
+            if "url" not in self.changed_data:
+                return check_url(url)
+            url, self.found_on = find_feed(url)
+        except (FetchError, ParseError) as exc:
             raise forms.ValidationError(str(exc)) from exc
+        return url
 
     def clean_interval(self):
         interval = self.cleaned_data["interval"]
@@ -64,6 +72,12 @@ class FeedAdmin(admin.ModelAdmin):
         "created_at",
     )
     actions = ("fetch_now", "enable", "disable")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if form.found_on:
+            message = f"{form.found_on} is a web page: following the feed it links to, {obj.url}."
+            self.message_user(request, message, messages.INFO)
 
     def get_queryset(self, request):
         return (

@@ -168,7 +168,8 @@ def _finish(
         raise RetryLater(message, status=status, retry_after=retry_after)
     if status not in (200, 304):
         raise FetchError(message)
-    content = b"" if status == 304 else _read_body(response, headers.get("content-encoding", ""))
+    # A 304 has no body, but reading its (empty) end lets the connection be kept alive for the next fetch.
+    content = _read_body(response, headers.get("content-encoding", ""))
     return Response(str(url), status, content, headers, moved_to)
 
 
@@ -235,7 +236,8 @@ def _check(url: str | httpx.URL) -> tuple[httpx.URL, list[str]]:
             if not _is_public(ipaddress.ip_address(address)):
                 where = host if address == host else f"{host} resolves to {address}, which"
                 raise BlockedAddress(f"{where} is not a public address")
-    return parsed.copy_with(fragment=None), addresses
+    # copy_with parses the URL again: only when there is a fragment to drop.
+    return (parsed.copy_with(fragment=None) if "#" in str(parsed) else parsed), addresses
 
 
 def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

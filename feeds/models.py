@@ -126,3 +126,8 @@ class Entry(models.Model):
     @property
     def cursor(self) -> str:
         return str(self.seq)
+
+    @property
+    def corrected(self) -> bool:
+        """Changed since it first appeared (by its feed or an editor)."""
+        return self.seq != self.created_seq

@@ -21,6 +21,7 @@ def entry_data(entry: Entry) -> dict:
         "author": entry.author,
         "published": iso(entry.published),
         "updated": iso(entry.updated),
+        "corrected": entry.corrected,
     }
 
 

@@ -116,5 +116,5 @@ def test_a_client_reconnecting_with_after_gets_exactly_what_it_missed_from_two_w
     assert len(seen) == len(set(seen)), "an entry was delivered twice"
     assert set(seen) == stored
     for worker in workers:
-        assert "feeds.tasks.fetch_feed" in worker.output()
+        assert "feeds.tasks.fetch_feeds" in worker.output()
         assert "succeeded" in worker.output()

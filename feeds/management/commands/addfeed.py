@@ -2,10 +2,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from feeds.fetching import FetchError
 from feeds.ingest import add_feed
+from feeds.parsing import ParseError
 
 
 class Command(BaseCommand):
-    help = "Add feeds by URL (each checked by the fetch guard); prints each new feed's id."
+    help = (
+        "Add feeds by URL (each checked by the fetch guard; a web page gives the feed it links to); "
+        "prints each new feed's id."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("urls", nargs="+", metavar="URL")
@@ -17,14 +21,16 @@ class Command(BaseCommand):
         failed = 0
         for url in urls:
             try:
-                feed, created = add_feed(url, interval)
-            except FetchError as exc:
+                feed, created, page = add_feed(url, interval)
+            except (FetchError, ParseError) as exc:
                 failed += 1
                 self.stderr.write(f"{url}: refused: {exc}")
                 continue
-            if created:
-                self.stdout.write(f"{feed.pk} {feed.url}")
-            else:
-                self.stdout.write(f"{feed.pk} {feed.url} (already added)")
+            line = f"{feed.pk} {feed.url}"
+            if page:
+                line += f" (discovered on the web page {page})"
+            if not created:
+                line += " (already added)"
+            self.stdout.write(line)
         if failed:
             raise CommandError(f"{failed} URL(s) refused")

@@ -174,7 +174,7 @@
       return;
     }
     if (existing) {
-      var marked = message.type === "entry.updated" || !!existing.querySelector(".updated-mark");
+      var marked = message.type === "entry.updated" || data.corrected || !!existing.querySelector(".updated-mark");
       var fresh = render(data, marked, existing.dataset.cursor);
       keepPlace(function () { existing.replaceWith(fresh); return fresh; });
       return;
@@ -189,7 +189,7 @@
     if (!detached) {
       var empty = $("empty");
       if (empty) empty.remove();
-      var article = render(data, false, position);
+      var article = render(data, !!data.corrected, position);
       article.classList.add("fresh");
       if (away) keepPlace(function () { list.prepend(article); });
       else list.prepend(article);
@@ -270,7 +270,7 @@
       var first = null;
       page.items.forEach(function (item) {
         if ($("entry-" + item.entry.id)) return;
-        var article = list.appendChild(render(item.entry, false, item.cursor));
+        var article = list.appendChild(render(item.entry, !!item.entry.corrected, item.cursor));
         first = first || article;
       });
       olderUrl = page.next;
@@ -307,7 +307,7 @@
       if (load !== loads) return;
       list.replaceChildren();
       window.scrollTo(0, 0); // a new list starts at its top (and the older link is out of view)
-      page.items.forEach(function (item) { list.appendChild(render(item.entry, false, item.cursor)); });
+      page.items.forEach(function (item) { list.appendChild(render(item.entry, !!item.entry.corrected, item.cursor)); });
       if (!page.items.length) list.appendChild(el("p", "empty", "No entries yet. New ones appear here as soon as a feed publishes them.")).id = "empty";
       var newer = document.querySelector(".newer"), url = new URL(location.href);
       if (newer) newer.remove();
