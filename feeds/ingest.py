@@ -35,6 +35,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from feeds import stats
 from feeds.fetching import BlockedAddress, FetchError, Response, RetryLater, check_url, fetch
 from feeds.models import Entry, Feed
 from feeds.parsing import NotAFeed, ParsedFeed, ParseError, parse
@@ -243,13 +244,17 @@ def _take_leases(feed_ids: list[int], *, enabled_only: bool = False) -> tuple[li
 def _settle(feed: Feed, get: Callable[[], Download]) -> tuple[Outcome, dict]:
     """Parse and store a download; the outcome, and the changes to record on the feed, whatever happened."""
     try:
-        return _record(feed, get())
+        got = get()
+        outcome, changes = _record(feed, got)
     except SoftTimeLimitExceeded:
         raise  # the caller records it, on this feed and on every other one still unsettled
     except Exception as exc:  # one broken feed must never take the worker down
         log.exception("fetch of feed %s failed unexpectedly", feed.pk)
         error = f"internal error: {type(exc).__name__}"
         return Outcome(error=error), _error_changes(feed, error, timezone.now())
+    seconds = (timezone.now() - got.started).total_seconds()
+    stats.record_fetch(outcome.kind, seconds, outcome.new, outcome.updated)
+    return outcome, changes
 
 
 def _timed_out(feed: Feed) -> tuple[Outcome, dict]:
@@ -292,7 +297,7 @@ def _record(feed: Feed, got: Download) -> tuple[Outcome, dict]:
         # The validators are not kept: the next fetch downloads the document again rather than
         # taking a 304 for a success.
         return Outcome(error=str(exc)), changes | _error_changes(feed, str(exc), now)
-    new, updated = store(feed, parsed)
+    new, updated = store(feed, parsed, fetched_at=got.started)
     return Outcome(new=new, updated=updated), changes | ok | validators | {"body_hash": body_hash}
 
 
@@ -423,7 +428,7 @@ STORED_FIELDS = (
 )  # fmt: skip
 
 
-def store(feed: Feed, parsed: ParsedFeed) -> tuple[int, int]:
+def store(feed: Feed, parsed: ParsedFeed, fetched_at: datetime | None = None) -> tuple[int, int]:
     """Store a parsed document's entries for `feed`; returns (new, updated).
 
     The unique (feed, key) constraint is the truth: a row another fetch inserted first is
@@ -431,6 +436,7 @@ def store(feed: Feed, parsed: ParsedFeed) -> tuple[int, int]:
     """
     now = timezone.now()
     new = updated = 0
+    published = []
     # Oldest first, so the newest entry gets the highest change number and lands on top.
     items = list(reversed(parsed.entries))
     with transaction.atomic():
@@ -451,6 +457,7 @@ def store(feed: Feed, parsed: ParsedFeed) -> tuple[int, int]:
                 except IntegrityError:
                     continue  # stored a moment ago by another fetch of this feed
                 existing[item.key] = entry
+                published.append(item.published)
                 new += 1
             elif entry.removed_at is None and entry.content_hash != digest:
                 if entry.update_count >= MAX_UPDATES_PER_ENTRY:
@@ -461,6 +468,8 @@ def store(feed: Feed, parsed: ParsedFeed) -> tuple[int, int]:
                 entry.update_count += 1
                 entry.save()
                 updated += 1
+    if published and fetched_at is not None:
+        stats.record_new_entries(published, fetched_at, timezone.now())
     return new, updated
 
 

@@ -61,3 +61,25 @@ def read() -> dict[str, int]:
         with _lock:
             return dict(_local)
     return {key.decode(): int(value) for key, value in _redis().hgetall(KEY).items()}
+
+
+def record_fetch(kind: str, seconds: float, new: int, updated: int) -> None:
+    fields = histogram_fields("fetch_duration", seconds, FETCH_BUCKETS)
+    fields[f"fetch:outcome:{kind.replace('-', '_')}"] += 1
+    if new:
+        fields["entries:new"] += new
+    if updated:
+        fields["entries:updated"] += updated
+    observe(fields)
+
+
+def record_new_entries(published: list, fetched_at, committed_at) -> None:
+    """Stage latencies of new entries: published by the feed → fetched → committed."""
+    fields = Counter()
+    committed = max(0.0, (committed_at - fetched_at).total_seconds())
+    for when in published:
+        fields += histogram_fields("stage:fetched_to_committed", committed, STAGE_BUCKETS)
+        if when is not None:
+            ago = max(0.0, (fetched_at - when).total_seconds())
+            fields += histogram_fields("stage:published_to_fetched", ago, STAGE_BUCKETS)
+    observe(fields)

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from feeds import stats
 
-OUTCOMES = ("new", "updated", "not_modified", "error", "retry_later", "skipped")
+OUTCOMES = ("stored", "not_modified", "error", "retry_later", "skipped")
 SHARED_STAGES = ("published_to_fetched", "fetched_to_committed")
 
 registry = CollectorRegistry()
@@ -59,7 +59,7 @@ class SharedCollector:
 
 
 def histogram(values: dict, name: str, bounds) -> tuple[list, float]:
-    buckets = [(str(bound), values.get(f"{name}:le:{bound}", 0)) for bound in bounds]
+    buckets = [(str(float(bound)), values.get(f"{name}:le:{bound}", 0)) for bound in bounds]
     buckets.append(("+Inf", values.get(f"{name}:count", 0)))
     return buckets, values.get(f"{name}:sum_us", 0) / 1_000_000
 
