@@ -39,8 +39,7 @@ test: lint
 	$(TEST_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
-	$(PY) bench/run.py
+bench: bench-fanout bench-ingest
 
 clean:
 	rm -rf $(VENV) staticfiles livelog.sqlite3*
