@@ -1,15 +1,38 @@
+from collections import Counter
+
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Count, Q
+from django.http import HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.timesince import timesince
 
+from feeds import health, opml
 from feeds.fetching import FetchError, check_url
 from feeds.ingest import find_feed
 from feeds.models import Entry, Feed
-from feeds.parsing import ParseError
+from feeds.opml_import import import_feeds
+from feeds.parsing import ParseError, sanitize_html
 
 URL_FIELD = {models.URLField: {"assume_scheme": "https"}}
+# An import's messages name at most this many URLs of each kind (messages live in a cookie).
+LISTED = 10
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
+
+def _listed(items) -> str:
+    items = list(items)
+    if not items:
+        return "."
+    more = f", and {len(items) - LISTED} more" if len(items) > LISTED else ""
+    return ": " + ", ".join(items[:LISTED]) + more + "."
 
 
 class FeedForm(forms.ModelForm):
@@ -39,39 +62,86 @@ class FeedForm(forms.ModelForm):
         return interval
 
 
+class OPMLImportForm(forms.Form):
+    file = forms.FileField(
+        label="OPML file",
+        help_text=f"At most {opml.MAX_OPML_BYTES // (1024 * 1024)} MB. Every URL is checked.",
+    )
+    interval = forms.IntegerField(
+        min_value=5,
+        required=False,
+        help_text="Seconds between fetches of the new feeds (default: FEEDS_DEFAULT_INTERVAL).",
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        # Refused before it is read: the size is known from the upload itself.
+        if upload.size > opml.MAX_OPML_BYTES:
+            raise forms.ValidationError(f"The file is larger than {opml.MAX_OPML_BYTES:,} bytes.")
+        try:
+            self.entries = opml.feed_urls(upload.read(opml.MAX_OPML_BYTES + 1))
+        except opml.OPMLError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return upload
+
+
 @admin.register(Feed)
 class FeedAdmin(admin.ModelAdmin):
     form = FeedForm
     formfield_overrides = URL_FIELD
     list_display = (
         "__str__",
+        "state",
         "enabled",
         "last_fetched_at",
         "next_fetch_at",
         "next_fetch_reason",
         "error_count",
         "short_error",
+        "not_modified_share",
+        "entries_per_day",
         "entry_count",
     )
     list_filter = ("enabled", "next_fetch_reason")
     search_fields = ("url", "title", "last_error")
     readonly_fields = (
-        "site_url",
-        "last_fetched_at",
-        "next_fetch_at",
-        "next_fetch_reason",
+        "state",
         "error_count",
         "last_error",
         "last_error_at",
+        "next_fetch_at",
+        "next_fetch_reason",
+        "not_modified_share",
+        "fetch_count",
+        "not_modified_count",
+        "entries_per_day",
+        "last_entry_at",
+        "site_url",
+        "last_fetched_at",
         "etag",
         "last_modified",
         "redirect_url",
         "redirect_count",
-        "fetch_count",
-        "not_modified_count",
         "created_at",
     )
+    fieldsets = (
+        (None, {"fields": ("url", "title", "enabled", "interval")}),
+        ("Health", {"fields": readonly_fields[:11]}),
+        ("Fetching", {"fields": readonly_fields[11:]}),
+    )
     actions = ("fetch_now", "enable", "disable")
+
+    def get_fieldsets(self, request, obj=None):
+        # A feed being added has no health yet.
+        return self.fieldsets if obj else self.fieldsets[:1]
+
+    def get_urls(self):
+        own = [
+            path("health/", self.admin_site.admin_view(self.health_view), name="feeds_feed_health"),
+            path("opml/export/", self.admin_site.admin_view(self.export_view), name="feeds_feed_opml_export"),
+            path("opml/import/", self.admin_site.admin_view(self.import_view), name="feeds_feed_opml_import"),
+        ]
+        return own + super().get_urls()  # before the catch-all <object_id>/
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -80,7 +150,7 @@ class FeedAdmin(admin.ModelAdmin):
             self.message_user(request, message, messages.INFO)
 
     def get_queryset(self, request):
-        return (
+        return health.annotate(
             super()
             .get_queryset(request)
             .annotate(_entry_count=Count("entries", filter=Q(entries__removed_at__isnull=True)))
@@ -90,9 +160,79 @@ class FeedAdmin(admin.ModelAdmin):
     def entry_count(self, feed):
         return feed._entry_count
 
+    @admin.display(description="health")
+    def state(self, feed):
+        found = health.health(feed)
+        return f"{found.state}: {found.detail}" if found.detail else found.state
+
     @admin.display(description="last error")
     def short_error(self, feed):
-        return feed.last_error[:80]
+        if not feed.last_error:
+            return ""
+        when = f" ({timesince(feed.last_error_at)} ago)" if feed.last_error_at else ""
+        return feed.last_error[:80] + when
+
+    @admin.display(description="304 share")
+    def not_modified_share(self, feed):
+        return _percent(health.not_modified_share(feed))
+
+    @admin.display(description="entries/day (7 d)", ordering="entries_week")
+    def entries_per_day(self, feed):
+        per_day = health.entries_per_day(feed)
+        return "-" if per_day is None else f"{per_day:.1f}"
+
+    @admin.display(description="newest entry first seen")
+    def last_entry_at(self, feed):
+        return getattr(feed, "last_entry_at", None)
+
+    def health_view(self, request):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        rows = health.attention()
+        counts = Counter(row.state for row in rows)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Feed health",
+            "rows": rows,
+            "counts": [(state, counts[state]) for state in health.ORDER],
+        }
+        return TemplateResponse(request, "admin/feeds/feed/health.html", context)
+
+    def export_view(self, request):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        response = HttpResponse(opml.export(), content_type="text/x-opml; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="livelog-feeds.opml"'
+        return response
+
+    def import_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = OPMLImportForm(request.POST, request.FILES) if request.method == "POST" else OPMLImportForm()
+        if form.is_bound and form.is_valid():
+            added, existing, refused = import_feeds(form.entries, form.cleaned_data["interval"])
+            self._report_import(request, added, existing, refused)
+            return HttpResponseRedirect(reverse("admin:feeds_feed_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import OPML",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/feeds/feed/import_opml.html", context)
+
+    def _report_import(self, request, added, existing, refused):
+        self.message_user(
+            request, f"Added {len(added)} feed(s){_listed(f.url for f in added)}", messages.SUCCESS
+        )
+        if existing:
+            self.message_user(
+                request, f"{len(existing)} already present{_listed(f.url for f in existing)}", messages.INFO
+            )
+        if refused:
+            listed = _listed(f"{url} ({reason})" for url, reason in refused)
+            self.message_user(request, f"Refused {len(refused)}{listed}", messages.WARNING)
 
     @admin.action(description="Fetch now")
     def fetch_now(self, request, queryset):
@@ -135,6 +275,11 @@ class EntryAdmin(admin.ModelAdmin):
     fields = ("feed", "title", "link", "author", "summary_html", "published", "updated") + readonly_fields[1:]
     actions = ("remove", "restore")
     date_hierarchy = "first_seen"
+
+    def save_model(self, request, obj, form, change):
+        # Pages and the API send summary_html as it is stored: hand-edited HTML is cleaned like a feed's.
+        obj.summary_html = sanitize_html(obj.summary_html, obj.link)
+        super().save_model(request, obj, form, change)
 
     # Deleting would let the next fetch bring the entry back: removal keeps a tombstone.
     def has_delete_permission(self, request, obj=None):

@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from feeds.fetching import FetchError, check_url
-from feeds.models import Feed
 from feeds.opml import OPMLError, feed_urls
+from feeds.opml_import import import_feeds
 
 
 class Command(BaseCommand):
@@ -24,17 +23,11 @@ class Command(BaseCommand):
             entries = feed_urls(content)
         except OPMLError as exc:
             raise CommandError(str(exc)) from exc
-        added = 0
-        for url, title in entries:
-            try:
-                url = check_url(url)
-            except FetchError as exc:
-                self.stderr.write(f"{url}: refused: {exc}")
-                continue
-            defaults = {"title": title[:500]}
-            if interval:
-                defaults["interval"] = max(interval, 5)
-            feed, created = Feed.objects.get_or_create(url=url, defaults=defaults)
-            added += created
-            self.stdout.write(f"{feed.pk} {feed.url}" + ("" if created else " (already added)"))
-        self.stdout.write(f"{added} new of {len(entries)} feeds in the file")
+        added, existing, refused = import_feeds(entries, interval)
+        for url, reason in refused:
+            self.stderr.write(f"{url}: refused: {reason}")
+        for feed in added:
+            self.stdout.write(f"{feed.pk} {feed.url}")
+        for feed in existing:
+            self.stdout.write(f"{feed.pk} {feed.url} (already added)")
+        self.stdout.write(f"{len(added)} new of {len(entries)} feeds in the file")
