@@ -82,6 +82,7 @@ def test_created_updated_and_deleted_events_carry_the_entry(feed, sent, django_c
         "author",
         "published",
         "updated",
+        "corrected",
     }
     cursors = [int(e["cursor"]) for e in events]
     assert cursors == sorted(cursors)
