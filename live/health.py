@@ -67,7 +67,7 @@ def check_redis() -> tuple[bool, str]:
 
 async def check_channel_layer() -> tuple[bool, str]:
     layer = get_channel_layer()
-    channel = await layer.new_channel("livelog-ready.")
+    channel = await layer.new_channel()  # same prefix as the hub's: see Hub.join
     started = time.perf_counter()
     await layer.send(channel, {"type": "ready.ping"})
     await layer.receive(channel)

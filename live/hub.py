@@ -155,7 +155,9 @@ class Hub:
 
     async def join(self):
         self.layer = get_channel_layer()
-        self.channel_name = await self.layer.new_channel("livelog-hub.")
+        # The default prefix: channels-redis reads every channel of a process through one receive
+        # loop per prefix, so the readiness probe's channel must share it with the hub.
+        self.channel_name = await self.layer.new_channel()
         await self.layer.group_add(GROUP, self.channel_name)
         self.last = self.floor = await current_seq()
         self.recent.clear()

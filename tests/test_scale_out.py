@@ -25,7 +25,9 @@ def readyz(url: str) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
-def test_clients_of_either_web_process_get_every_entry_exactly_once(stack, feed_server, own_redis):
+def test_two_webs_two_workers_one_beat_deliver_exactly_once_and_report_readiness(
+    stack, feed_server, own_redis
+):
     stack.env["REDIS_URL"] = own_redis.url
     web_a, _ = stack.web()
     web_b, _ = stack.web()
@@ -53,6 +55,17 @@ def test_clients_of_either_web_process_get_every_entry_exactly_once(stack, feed_
     finally:
         for client in clients:
             client.stop()
+
+    for web in (web_a, web_b):
+        wait_until(lambda w=web: readyz(w)[0] == 200, 30, what=f"ready\n{readyz(web)}")
+    own_redis.kill()
+    for web in (web_a, web_b):
+        status, body = readyz(web)
+        assert status == 503
+        assert not body["checks"]["redis"]["ok"]
+    own_redis.start()
+    for web in (web_a, web_b):
+        wait_until(lambda w=web: readyz(w)[0] == 200, 40, what=f"ready again\n{readyz(web)}\n{stack.logs()}")
 
 
 def test_readyz_turns_unhealthy_without_redis_and_healthy_when_it_returns(stack, own_redis):
