@@ -13,7 +13,7 @@ TEST_ENV := DEBUG=false SECRET_KEY=test-only-secret-key-not-for-production-01234
 	SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=127.0.0.1,localhost,testserver REDIS_URL= CONN_MAX_AGE=0 \
 	DATABASE_URL=$(TEST_DATABASE_URL) LIVELOG_TEST_REDIS_URL=$(TEST_REDIS_URL)
 
-.PHONY: run test lint format bench install clean
+.PHONY: run test lint format bench install clean superuser manage
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
 	python3 -m venv $(VENV)
@@ -26,6 +26,13 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(RUN_ENV) $(PY) manage.py migrate --noinput
 	$(RUN_ENV) HOST=$(HOST) PORT=$(PORT) $(PY) manage.py runlive
+
+# The embedded mode's settings for any manage.py command: make manage ARGS="addfeed https://…"
+superuser: $(VENV)/.installed
+	$(RUN_ENV) $(PY) manage.py createsuperuser
+
+manage: $(VENV)/.installed
+	$(RUN_ENV) $(PY) manage.py $(ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -34,7 +34,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"Registered the demo feed ({feed.url}).")
         self.stdout.write(
             f"\nLivelog is running at {base}/\n"
-            f"Admin: {base}/admin/  (create a login with: .venv/bin/python manage.py createsuperuser)\n"
+            f"Admin: {base}/admin/  (create a login with: make superuser)\n"
             "Press Ctrl+C to stop.\n"
         )
         asyncio.run(self.serve(host, port))
