@@ -60,15 +60,12 @@ def stack(transactional_db, settings, redis_url, static_files):
     procs = []
 
     class Stack:
-        web_urls: list[str] = []
-
         def web(self, port=None):
             port = port or free_port()
             proc = run_procfile("web", env, port=port)
             procs.append(proc)
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: http_ok(url + "/api/feeds/"), 30, what=f"web on {port}\n{proc.output()}")
-            self.web_urls.append(url)
             return url, proc
 
         def worker(self, name="w"):
@@ -87,7 +84,6 @@ def stack(transactional_db, settings, redis_url, static_files):
             return "\n".join(f"===== {p.name} (pid {p.pid})\n{p.output()[-4000:]}" for p in procs)
 
     stack = Stack()
-    stack.web_urls = []
     stack.env = env
     yield stack
     for proc in procs:
