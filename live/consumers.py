@@ -4,6 +4,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from live.events import parse_cursor
+from live.frames import frame_writer
 from live.hub import Dropped, current_seq, get_hub
 
 # Close codes the page understands: it reconnects with its cursor after 4008.
@@ -34,10 +35,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
             # "From now on" means from this connection, not from whenever the hub is ready.
             after = hub.last if hub.ready.is_set() else await current_seq()
         await self.accept()
-        self.subscription = hub.subscribe(after, feed_id)
+        self.subscription = hub.subscribe(after, feed_id, frame_writer(self.base_send), self.dropped)
         self.pump = asyncio.get_running_loop().create_task(self.forward())
 
     async def forward(self):
+        """Send the replay (and, without a frame writer, every live event) through ASGI."""
         try:
             async for _, text in self.subscription:
                 await self.send(text_data=text)
@@ -45,6 +47,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=TOO_SLOW)
         except OSError:
             pass  # the reader went away mid-send; disconnect() cleans up
+
+    def dropped(self):
+        # Called by the hub once the hub writes to this socket itself: too slow, or the layer failed.
+        self.pump = asyncio.get_running_loop().create_task(self.close(code=TOO_SLOW))
 
     async def disconnect(self, code):
         if hasattr(self, "subscription"):

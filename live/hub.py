@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 
 from live import metrics
 from live.events import GROUP
+from live.frames import Writer, text_frame
 from live.replay import PAGE, encoded_changes, latest_seq
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,38 @@ class Dropped(Exception):
 class Subscription:
     """One reader's stream: what came after its cursor, then live changes; each once, in order.
 
-    Iterating yields (change number, encoded event).
+    Iterating yields (change number, encoded event): the replay, then live events, forever. With a
+    `write` function (live/frames.py), iteration ends once the reader has caught up, and from then
+    on the hub writes each live event's pre-encoded frame to the socket itself, with no queue and
+    no task per reader; `on_drop` is then how the reader learns it must go and resume.
     """
 
-    def __init__(self, hub: "Hub", after: int | None, feed_id: int | None):
+    def __init__(
+        self,
+        hub: "Hub",
+        after: int | None,
+        feed_id: int | None,
+        write: Writer | None = None,
+        on_drop=None,
+    ):
         self.hub = hub
         self.after = after
         self.feed_id = feed_id
-        self.queue: asyncio.Queue = asyncio.Queue(QUEUE_LIMIT)
+        self.write = write
+        self.on_drop = on_drop
+        self.queue: asyncio.Queue | None = asyncio.Queue(QUEUE_LIMIT)
         self.last = 0
         self.dropped = False
+        self.live = False  # caught up, written to directly by the hub
 
-    def offer(self, seq: int, feed_id: int, text: str) -> None:
+    def offer(self, seq: int, feed_id: int, text: str, frame: bytes) -> None:
         if self.dropped or not self.wants(feed_id):
+            return
+        if self.live:
+            if seq > self.last:
+                self.last = seq
+                if not self.write(frame):
+                    self.drop()
             return
         try:
             self.queue.put_nowait((seq, text))
@@ -63,7 +83,12 @@ class Subscription:
 
     def drop(self) -> None:
         # Memory stays bounded: forget the backlog; the reader comes back with its cursor.
+        if self.dropped:
+            return
         self.dropped = True
+        if self.live:
+            self.on_drop()
+            return
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait((None, None))  # wakes the reader if it is waiting
@@ -89,6 +114,11 @@ class Subscription:
             async for seq, text in self.replay():
                 yield seq, text
         while True:
+            if self.write is not None and self.queue.empty():
+                # Caught up, with no await since the check: nothing can slip in between.
+                self.live = True
+                self.queue = None
+                return
             seq, text = await self.queue.get()
             if seq is None:
                 raise Dropped
@@ -124,11 +154,13 @@ class Hub:
         self.channel_name = ""
         self.task: asyncio.Task | None = None
 
-    def subscribe(self, after: int | None, feed_id: int | None) -> Subscription:
+    def subscribe(
+        self, after: int | None, feed_id: int | None, write: Writer | None = None, on_drop=None
+    ) -> Subscription:
         if self.task is None or self.task.done():
             # A fresh context: the hub outlives the request or socket that happened to start it.
             self.task = asyncio.get_running_loop().create_task(self.run(), context=contextvars.Context())
-        subscription = Subscription(self, after, feed_id)
+        subscription = Subscription(self, after, feed_id, write, on_drop)
         self.subscriptions.add(subscription)
         metrics.connected_clients.inc()
         return subscription
@@ -203,8 +235,9 @@ class Hub:
         if len(self.recent) == self.recent.maxlen:
             self.floor = self.recent[0][0]
         self.recent.append((seq, feed_id, text))
+        frame = text_frame(text)  # encoded once, written to every caught-up socket
         for subscription in list(self.subscriptions):
-            subscription.offer(seq, feed_id, text)
+            subscription.offer(seq, feed_id, text, frame)
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

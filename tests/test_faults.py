@@ -4,6 +4,7 @@ These tests run their own redis-server on another port and never touch the share
 """
 
 import contextlib
+import json
 import signal
 import time
 
@@ -174,3 +175,44 @@ def test_garbage_and_oversized_frames_close_only_that_socket(stack, feed_server)
         assert polite.reconnects == 0
     finally:
         polite.stop()
+
+
+def test_a_reader_that_stops_reading_is_dropped_then_resumes_with_nothing_lost(stack, writes):
+    import socket
+
+    from websockets.sync.client import connect
+
+    from feeds.ingest import store
+    from tests.factories import document, item
+
+    web, _ = stack.web()
+    feed = Feed.objects.create(url="https://example.com/big.xml", title="Big")
+    steady = ResumingClient(web, latest_cursor())
+    # A reader that stops reading: a tiny receive window, and a client that buffers one message.
+    raw = socket.create_connection(("127.0.0.1", int(web.rsplit(":", 1)[1])))
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ws_url = web.replace("http://", "ws://") + "/ws/live/?after=" + latest_cursor()
+    sleeper = connect(ws_url, sock=raw, origin=web, max_queue=1, ping_interval=None, proxy=None)
+    try:
+        # 8 MB of events, far more than the server lets one reader leave unread (live/frames.py).
+        body = "<p>" + "x" * 20_000 + "</p>"
+        writes(store, feed, document(*[item(f"big-{n}", summary=body) for n in range(400)]))
+        wait_until(lambda: len(steady.created_ids()) == 400, 60, what=f"the steady reader\n{stack.logs()}")
+        seen = []
+        with contextlib.suppress(Exception):  # ends with the close
+            while True:
+                seen.append(json.loads(sleeper.recv(timeout=10)))
+        assert sleeper.close_code == 4008, (sleeper.close_code, len(seen), stack.logs())
+        assert 0 < len(seen) < 400
+        assert steady.reconnects == 0
+        # It comes back with its cursor and gets exactly the rest.
+        resumed = ResumingClient(web, seen[-1]["cursor"])
+        try:
+            wait_until(lambda: len(resumed.created_ids()) == 400 - len(seen), 30, what="the rest")
+            ids = [m["entry"]["id"] for m in seen] + resumed.created_ids()
+            assert sorted(ids) == sorted(Entry.objects.values_list("id", flat=True))
+        finally:
+            resumed.stop()
+    finally:
+        sleeper.close()
+        steady.stop()
