@@ -129,7 +129,12 @@ def writes(stack, settings):
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [stack.env["REDIS_URL"]], "prefix": stack.env["CHANNEL_LAYER_PREFIX"]},
+            # As config/settings.py configures a worker: room for a burst in each web's channel.
+            "CONFIG": {
+                "hosts": [stack.env["REDIS_URL"]],
+                "prefix": stack.env["CHANNEL_LAYER_PREFIX"],
+                "capacity": 10000,
+            },
         }
     }
 
