@@ -22,28 +22,66 @@ def register_server_loop(loop: asyncio.AbstractEventLoop) -> None:
     _server_loop = loop
 
 
-_sender: tuple[int, asyncio.AbstractEventLoop] | None = None
+class Sender:
+    """This process's pushes to Redis, sent in order by one task on an event loop of its own.
+
+    The hook only queues (a few microseconds), so a worker's write never waits on Redis, and the
+    layer's connection is reused: async_to_sync would make a new loop, and so a new connection,
+    for every event (5-10 ms measured by bench/fanout.py). One task sends them one at a time, so
+    each web process receives them in commit order.
+    """
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.pending = 0
+        self.idle = threading.Condition()
+        threading.Thread(target=self.loop.run_forever, name="livelog-broadcast", daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self.run(), self.loop)
+
+    def submit(self, layer, message: dict) -> None:
+        with self.idle:
+            self.pending += 1
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (layer, message))
+
+    async def run(self):
+        while True:
+            layer, message = await self.queue.get()
+            try:
+                await layer.group_send(GROUP, message)
+            except Exception:
+                log.exception(
+                    "broadcast of change %s failed; readers will heal from the database", message["seq"]
+                )
+            with self.idle:
+                self.pending -= 1
+                self.idle.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued so far has been sent (or failed)."""
+        with self.idle:
+            return self.idle.wait_for(lambda: self.pending == 0, timeout)
+
+
+_sender: Sender | None = None
 _sender_lock = threading.Lock()
 
 
-def _sender_loop() -> asyncio.AbstractEventLoop:
-    """An event loop of this process's own, always running, so the layer's Redis connection is
-    reused: async_to_sync would make a new loop, and so a new connection, for every event (5-10 ms
-    measured by bench/fanout.py)."""
+def sender() -> Sender:
     global _sender
     with _sender_lock:
-        if _sender is None or _sender[0] != os.getpid():  # a forked worker process needs its own
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="livelog-broadcast", daemon=True).start()
-            _sender = (os.getpid(), loop)
-        return _sender[1]
+        if _sender is None or _sender.pid != os.getpid():  # a forked worker process needs its own
+            _sender = Sender()
+        return _sender
 
 
 def broadcast(seq: int, feed_id: int, text: str) -> None:
     """Send an encoded event to the live group. Never raises: a failed push must not fail a write.
 
-    Readers that miss it heal from the database: the next event reveals the gap in `seq`,
-    and a reconnect replays from the last cursor.
+    Readers that miss it heal from the database: the next event reveals the gap in `seq`, each
+    web process compares with the database every few seconds, and a reconnect replays from the
+    last cursor.
     """
     # committed_at: this runs on commit; the web process measures delivery latency from it.
     message = {"type": "live.event", "seq": seq, "feed": feed_id, "text": text, "committed_at": time.time()}
@@ -58,10 +96,15 @@ def broadcast(seq: int, feed_id: int, text: str) -> None:
         elif isinstance(layer, InMemoryChannelLayer):
             async_to_sync(layer.group_send)(GROUP, message)
         else:
-            future = asyncio.run_coroutine_threadsafe(layer.group_send(GROUP, message), _sender_loop())
-            future.result(timeout=5)
+            sender().submit(layer, message)
     except Exception:
         log.exception("broadcast of change %s failed; readers will heal from the database", seq)
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Wait for this process's queued pushes, e.g. before a worker process takes its next task."""
+    if _sender is not None and _sender.pid == os.getpid():
+        _sender.flush(timeout)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

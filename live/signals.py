@@ -1,9 +1,10 @@
+from celery.signals import task_postrun
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from feeds.models import Entry
-from live.broadcast import broadcast
+from live.broadcast import broadcast, flush
 from live.events import encode, event
 
 # Saves that touch only these fields change nothing a reader sees.
@@ -20,3 +21,9 @@ def push_entry(sender, instance, created, update_fields=None, **kwargs):
     text = encode(event(instance))
     seq, feed_id = instance.seq, instance.feed_id
     transaction.on_commit(lambda: broadcast(seq, feed_id, text), robust=True)
+
+
+@receiver(task_postrun, dispatch_uid="live.flush_pushes")
+def flush_pushes(**kwargs):
+    """Let a task's pushes leave before its worker takes the next task, or exits."""
+    flush()

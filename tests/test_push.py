@@ -108,3 +108,32 @@ def test_a_save_that_changes_nothing_visible_sends_nothing(feed, sent, django_ca
         entry.update_count = 3
         entry.save(update_fields=["update_count"])
     assert sent() == []
+
+
+def test_pushes_through_redis_leave_in_order_and_flush_waits_for_them(redis_url, settings):
+    import uuid
+
+    from asgiref.sync import sync_to_async
+
+    from live.broadcast import broadcast, flush
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": f"push-{uuid.uuid4().hex[:8]}", "capacity": 1000},
+        }
+    }
+    layer = get_channel_layer()
+
+    def push_all():
+        for seq in range(1, 301):
+            broadcast(seq, 1, f"event {seq}")  # queued: the caller does not wait on Redis
+        flush()
+
+    async def listen():
+        channel = await layer.new_channel()
+        await layer.group_add(GROUP, channel)
+        await sync_to_async(push_all, thread_sensitive=False)()
+        return [(await layer.receive(channel))["seq"] for _ in range(300)]
+
+    assert async_to_sync(listen)() == list(range(1, 301))
