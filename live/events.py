@@ -40,6 +40,17 @@ def event(entry: Entry, after: int | None = None) -> dict:
     return {"type": event_type(entry, after), "cursor": entry.cursor, "entry": entry_data(entry)}
 
 
+def with_prev(text: str, prev: int | None) -> str:
+    """The encoded event, saying which change came before it in the reader's stream.
+
+    A reader whose last cursor is lower than `prev` has missed something: it resumes from its
+    cursor. Spliced into the text rather than re-encoded: the hub does this once per event.
+    """
+    if prev is None:
+        return text  # not known (the hub has just joined): the reader cannot check this one
+    return f'{{"prev":"{prev}",{text[1:]}'
+
+
 def encode(message: dict) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 

@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from live import metrics
-from live.events import GROUP
+from live.events import GROUP, with_prev
 from live.frames import Writer, text_frame
 from live.replay import PAGE, encoded_changes, latest_seq
 
@@ -38,6 +38,31 @@ RECENT = 5000
 
 class Dropped(Exception):
     """The reader fell too far behind, or the channel layer failed: it must resume from its cursor."""
+
+
+class Event:
+    """One change as this process delivers it, encoded once per kind of reader.
+
+    `prev` differs between readers of every feed (the change delivered before this one) and
+    readers of this feed alone (the one of the same feed before it): two texts, and a ready
+    WebSocket frame of each, made on first use and written as is to every socket that wants it.
+    """
+
+    __slots__ = ("seq", "feed_id", "text", "feed_text", "_frame", "_feed_frame")
+
+    def __init__(self, seq: int, feed_id: int, text: str, feed_text: str):
+        self.seq, self.feed_id, self.text, self.feed_text = seq, feed_id, text, feed_text
+        self._frame = self._feed_frame = None
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = text_frame(self.text)
+        return self._frame
+
+    def feed_frame(self) -> bytes:
+        if self._feed_frame is None:
+            self._feed_frame = text_frame(self.feed_text)
+        return self._feed_frame
 
 
 class Subscription:
@@ -67,19 +92,22 @@ class Subscription:
         self.dropped = False
         self.live = False  # caught up, written to directly by the hub
 
-    def offer(self, seq: int, feed_id: int, text: str, frame: bytes) -> None:
-        if self.dropped or not self.wants(feed_id):
+    def offer(self, event: Event) -> None:
+        if self.dropped or not self.wants(event.feed_id):
             return
         if self.live:
-            if seq > self.last:
-                self.last = seq
-                if not self.write(frame):
+            if event.seq > self.last:
+                self.last = event.seq
+                if not self.write(event.frame() if self.feed_id is None else event.feed_frame()):
                     self.drop()
             return
         try:
-            self.queue.put_nowait((seq, text))
+            self.queue.put_nowait((event.seq, self.text(event)))
         except asyncio.QueueFull:
             self.drop()
+
+    def text(self, event: Event) -> str:
+        return event.text if self.feed_id is None else event.feed_text
 
     def drop(self) -> None:
         # Memory stays bounded: forget the backlog; the reader comes back with its cursor.
@@ -105,7 +133,7 @@ class Subscription:
             # Everything this reader missed is in the hub's memory: a thousand readers
             # reconnecting after a deploy cost the database nothing.
             missed = [
-                (seq, text) for seq, feed_id, text in hub.recent if seq > self.after and self.wants(feed_id)
+                (e.seq, self.text(e)) for e in hub.recent if e.seq > self.after and self.wants(e.feed_id)
             ]
             self.last = max(hub.last, self.after)
             for seq, text in missed:
@@ -131,10 +159,12 @@ class Subscription:
         # ways and the copy is dropped by its number; none falls between the two.
         latest = await current_seq()
         self.last = latest if self.after is None else min(self.after, latest)
+        prev = self.last
         while self.last < latest:
             rows = await replay_page(self.last, latest, self.feed_id, self.after)
             for seq, _, text in rows:
-                yield seq, text
+                yield seq, with_prev(text, prev)
+                prev = seq
             self.last = rows[-1][0] if len(rows) == PAGE else latest
 
     def wants(self, feed_id: int) -> bool:
@@ -145,11 +175,13 @@ class Hub:
     def __init__(self):
         self.subscriptions: set[Subscription] = set()
         self.ready = asyncio.Event()
-        self.last = 0
+        self.last = 0  # every change up to here is handled: delivered, or superseded by a later one
+        self.delivered = 0  # the last change handed to readers: what the next one follows (`prev`)
         # The latest events, in order. Every change after `floor` is here (or a later change of
         # the same entry is), so a reader whose cursor is at least `floor` replays from memory.
-        self.recent: deque[tuple[int, int, str]] = deque(maxlen=RECENT)
+        self.recent: deque[Event] = deque(maxlen=RECENT)
         self.floor = 0
+        self.last_of_feed: dict[int, int] = {}  # since joining: what a feed's next event follows
         self.layer = None
         self.channel_name = ""
         self.task: asyncio.Task | None = None
@@ -191,8 +223,9 @@ class Hub:
         # loop per prefix, so the readiness probe's channel must share it with the hub.
         self.channel_name = await self.layer.new_channel()
         await self.layer.group_add(GROUP, self.channel_name)
-        self.last = self.floor = await current_seq()
+        self.last = self.delivered = self.floor = await current_seq()
         self.recent.clear()
+        self.last_of_feed.clear()
         self.ready.set()
 
     async def heartbeat(self):
@@ -231,13 +264,15 @@ class Hub:
                 self.last = upto
 
     def deliver(self, seq: int, feed_id: int, text: str):
-        self.last = seq
+        event = Event(
+            seq, feed_id, with_prev(text, self.delivered), with_prev(text, self.last_of_feed.get(feed_id))
+        )
+        self.last = self.delivered = self.last_of_feed[feed_id] = seq
         if len(self.recent) == self.recent.maxlen:
-            self.floor = self.recent[0][0]
-        self.recent.append((seq, feed_id, text))
-        frame = text_frame(text)  # encoded once, written to every caught-up socket
+            self.floor = self.recent[0].seq
+        self.recent.append(event)
         for subscription in list(self.subscriptions):
-            subscription.offer(seq, feed_id, text, frame)
+            subscription.offer(event)
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

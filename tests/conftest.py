@@ -184,10 +184,12 @@ def open_page(browser):
     """
     contexts = []
 
-    def open_(url, **options):
+    def open_(url, setup=None, **options):
         context = browser.new_context(**options)
         contexts.append(context)
         context.add_init_script(PAGE_TRAPS)
+        if setup is not None:
+            setup(context)  # e.g. routes, before the page loads
         page = context.new_page()
         seen = {"dialogs": [], "errors": [], "console": [], "foreign": []}
         origin = url.split("/", 3)[:3]

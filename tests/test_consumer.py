@@ -189,3 +189,30 @@ async def test_a_reconnecting_reader_is_served_from_memory_without_the_database(
     assert [m["entry"]["title"] for m in replayed] == ["Title c", "Title b"]
     assert reads == []
     await again.disconnect()
+
+
+async def test_each_event_names_the_change_before_it_in_the_readers_stream(feed):
+    other = await Feed.objects.acreate(url="https://example.com/other.xml", title="Other")
+    await astore(feed, item("a"))
+    cursor = (await Entry.objects.aget()).cursor
+    await astore(feed, item("b"))
+    await astore(other, item("x"))
+    everything = await connect(f"?after={cursor}")
+    mine = await connect(f"?after={cursor}&feed={feed.pk}")
+    b, x = await received(everything, 2)
+    [my_b] = await received(mine, 1)
+    assert (b["prev"], x["prev"]) == (cursor, b["cursor"])
+    assert my_b["prev"] == cursor
+
+    await astore(feed, item("c"))
+    await astore(other, item("y"))
+    await astore(feed, item("d"))
+    c, y, d = await received(everything, 3)
+    assert (c["prev"], y["prev"], d["prev"]) == (x["cursor"], c["cursor"], y["cursor"])
+    my_c, my_d = await received(mine, 2)
+    # A reader of one feed is told the previous change of that feed (unknown for the first one
+    # this process relays, which it cannot check).
+    assert "prev" not in my_c
+    assert my_d["prev"] == my_c["cursor"] == c["cursor"]
+    await everything.disconnect()
+    await mine.disconnect()

@@ -262,6 +262,49 @@ def test_the_indicator_follows_the_connection_and_what_was_missed_is_filled_in(s
     assert page.trapped()["errors"] == []
 
 
+def test_a_change_lost_on_the_way_is_noticed_by_the_next_one_and_filled_in(stack, writes, open_page):
+    web, _ = stack.web()
+    feed = Feed.objects.create(url="https://example.com/wire.xml", title="Wire")
+    writes(publish, feed, "before")
+    sockets, lost = [], []
+
+    def lose_one_message(context):
+        # Between server and page (as a broken proxy might): "lost" never reaches the page.
+        def route(page_side):
+            server_side = page_side.connect_to_server()
+            sockets.append(page_side)
+
+            def relay(message):
+                if '"title":"lost"' in message and not lost:
+                    lost.append(message)
+                else:
+                    page_side.send(message)
+
+            server_side.on_message(relay)
+
+        context.route_web_socket("**/ws/live/**", route)
+
+    page = open_page(web + "/", setup=lose_one_message)
+    page.wait_for_selector(LIVE)
+    writes(publish, feed, "lost")
+    for _ in range(100):  # Playwright runs the route's handler while the page is waited on
+        if lost:
+            break
+        page.wait_for_timeout(100)
+    assert lost, "the message to lose never came"
+    assert len(sockets) == 1
+    writes(publish, feed, "next")
+    # "next" says which change came before it; the page never saw that one, so it resumes from
+    # its cursor and the replay brings both, in order, once each.
+    page.wait_for_function("() => document.querySelectorAll('#entries .entry').length === 3")
+    assert titles(page) == ["next", "lost", "before"]
+    assert len(lost) == 1
+    assert len(sockets) == 2
+    page.wait_for_timeout(500)
+    assert titles(page) == ["next", "lost", "before"]
+    assert page.trapped()["errors"] == []
+
+
 def test_the_retry_button_reconnects_at_once_after_the_page_gave_up_waiting(stack, writes, open_page):
     web, server = stack.web()
     port = int(web.rsplit(":", 1)[1])

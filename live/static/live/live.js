@@ -384,7 +384,15 @@
     };
     ws.onmessage = function (event) {
       if (ws !== socket) return;
-      try { apply(JSON.parse(event.data)); } catch (e) { /* one bad message must not stop the page */ }
+      var message;
+      try { message = JSON.parse(event.data); } catch (e) { return; /* one bad message must not stop the page */ }
+      // `prev` is the change before this one in our stream: beyond our cursor, something never
+      // reached us. Resume from the cursor: the replay brings the missing change and this one.
+      if (message.prev && cursor && Number(message.prev) > Number(cursor)) {
+        connect();
+        return;
+      }
+      try { apply(message); } catch (e) { /* one bad message must not stop the page */ }
     };
     ws.onclose = function (event) {
       if (ws !== socket) return; // replaced or closed on purpose
