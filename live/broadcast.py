@@ -76,7 +76,7 @@ def sender() -> Sender:
         return _sender
 
 
-def broadcast(seq: int, feed_id: int, text: str) -> None:
+def broadcast(seq: int, feed_id: int, text: str, created: int = 0) -> None:
     """Send an encoded event to the live group. Never raises: a failed push must not fail a write.
 
     Readers that miss it heal from the database: the next event reveals the gap in `seq`, each
@@ -84,7 +84,15 @@ def broadcast(seq: int, feed_id: int, text: str) -> None:
     last cursor.
     """
     # committed_at: this runs on commit; the web process measures delivery latency from it.
-    message = {"type": "live.event", "seq": seq, "feed": feed_id, "text": text, "committed_at": time.time()}
+    # created: the entry's first change, for readers who replay this event without having seen it.
+    message = {
+        "type": "live.event",
+        "seq": seq,
+        "feed": feed_id,
+        "created": created,
+        "text": text,
+        "committed_at": time.time(),
+    }
     try:
         layer = get_channel_layer()
         if isinstance(layer, InMemoryChannelLayer) and _server_loop is not None:

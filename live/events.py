@@ -51,6 +51,14 @@ def with_prev(text: str, prev: int | None) -> str:
     return f'{{"prev":"{prev}",{text[1:]}'
 
 
+def as_created(text: str) -> str:
+    """An `entry.updated` event retold to a reader who never saw the entry: for it, it is new."""
+    message = json.loads(text)
+    if message["type"] == "entry.updated":
+        message["type"] = "entry.created"
+    return encode(message)
+
+
 def encode(message: dict) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 

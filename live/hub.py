@@ -17,9 +17,9 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from live import metrics
-from live.events import GROUP, with_prev
+from live.events import GROUP, as_created, with_prev
 from live.frames import Writer, text_frame
-from live.replay import PAGE, encoded_changes, latest_seq
+from live.replay import PAGE, encoded_changes, latest_changes, latest_seq
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # request's executor, which would be gone by the time the hub calls again.
 replay_page = database_sync_to_async(encoded_changes, thread_sensitive=False)
 current_seq = database_sync_to_async(latest_seq, thread_sensitive=False)
+newest_changes = database_sync_to_async(latest_changes, thread_sensitive=False)
 
 # A reader this far behind is dropped; it reconnects with its cursor and replays from the database.
 QUEUE_LIMIT = 1000
@@ -48,10 +49,11 @@ class Event:
     WebSocket frame of each, made on first use and written as is to every socket that wants it.
     """
 
-    __slots__ = ("seq", "feed_id", "text", "feed_text", "_frame", "_feed_frame")
+    __slots__ = ("seq", "feed_id", "created", "text", "feed_text", "_frame", "_feed_frame")
 
-    def __init__(self, seq: int, feed_id: int, text: str, feed_text: str):
-        self.seq, self.feed_id, self.text, self.feed_text = seq, feed_id, text, feed_text
+    def __init__(self, seq: int, feed_id: int, created: int, text: str, feed_text: str):
+        self.seq, self.feed_id, self.created = seq, feed_id, created
+        self.text, self.feed_text = text, feed_text
         self._frame = self._feed_frame = None
 
     def frame(self) -> bytes:
@@ -106,8 +108,13 @@ class Subscription:
         except asyncio.QueueFull:
             self.drop()
 
-    def text(self, event: Event) -> str:
-        return event.text if self.feed_id is None else event.feed_text
+    def text(self, event: Event, after: int | None = None) -> str:
+        text = event.text if self.feed_id is None else event.feed_text
+        if after is not None and after < event.created < event.seq:
+            # Replayed from memory to a reader who never saw this entry appear (its creation was
+            # superseded before the hub had it): for this reader it is new.
+            text = as_created(text)
+        return text
 
     def drop(self) -> None:
         # Memory stays bounded: forget the backlog; the reader comes back with its cursor.
@@ -133,7 +140,9 @@ class Subscription:
             # Everything this reader missed is in the hub's memory: a thousand readers
             # reconnecting after a deploy cost the database nothing.
             missed = [
-                (e.seq, self.text(e)) for e in hub.recent if e.seq > self.after and self.wants(e.feed_id)
+                (e.seq, self.text(e, self.after))
+                for e in hub.recent
+                if e.seq > self.after and self.wants(e.feed_id)
             ]
             self.last = max(hub.last, self.after)
             for seq, text in missed:
@@ -162,7 +171,7 @@ class Subscription:
         prev = self.last
         while self.last < latest:
             rows = await replay_page(self.last, latest, self.feed_id, self.after)
-            for seq, _, text in rows:
+            for seq, _, _, text in rows:
                 yield seq, with_prev(text, prev)
                 prev = seq
             self.last = rows[-1][0] if len(rows) == PAGE else latest
@@ -223,10 +232,22 @@ class Hub:
         # loop per prefix, so the readiness probe's channel must share it with the hub.
         self.channel_name = await self.layer.new_channel()
         await self.layer.group_add(GROUP, self.channel_name)
-        self.last = self.delivered = self.floor = await current_seq()
+        await self.remember_latest()
+        self.ready.set()
+
+    async def remember_latest(self):
+        """Start from the newest changes in the database, so that readers reconnecting to a new
+        process (after a deploy, entries committed meanwhile) replay from memory, not the database."""
+        latest = await current_seq()
+        rows = await newest_changes(latest, RECENT)
         self.recent.clear()
         self.last_of_feed.clear()
-        self.ready.set()
+        # Every change after `floor` is among the rows, or superseded by one that is.
+        self.floor = rows[0][0] - 1 if len(rows) == RECENT else 0
+        self.delivered = None  # what the oldest row follows is not known
+        for row in rows:
+            self.remember(*row)
+        self.last = self.delivered = latest
 
     async def heartbeat(self):
         while True:
@@ -242,37 +263,43 @@ class Hub:
         while True:
             message = await self.layer.receive(self.channel_name)
             if message.get("type") == "live.event":
-                await self.on_event(message["seq"], message["feed"], message["text"])
+                # "created" is missing from a worker older than this web process: 0 keeps the type.
+                await self.on_event(
+                    message["seq"], message["feed"], message.get("created", 0), message["text"]
+                )
                 if "committed_at" in message:
                     metrics.delivered.observe(max(0.0, time.time() - message["committed_at"]))
 
-    async def on_event(self, seq: int, feed_id: int, text: str):
+    async def on_event(self, seq: int, feed_id: int, created: int, text: str):
         if seq <= self.last:
             return  # a copy of something already delivered
         if seq != self.last + 1:
             # Every lower number had committed when this one was sent: fetch the ones we missed.
             await self.catch_up(seq)
             return
-        self.deliver(seq, feed_id, text)
+        self.deliver(seq, feed_id, created, text)
 
     async def catch_up(self, upto: int):
         while self.last < upto:
             rows = await replay_page(self.last, upto, None, None)
-            for seq, feed_id, text in rows:
-                self.deliver(seq, feed_id, text)
+            for row in rows:
+                self.deliver(*row)
             if len(rows) < PAGE:
                 self.last = upto
 
-    def deliver(self, seq: int, feed_id: int, text: str):
-        event = Event(
-            seq, feed_id, with_prev(text, self.delivered), with_prev(text, self.last_of_feed.get(feed_id))
-        )
+    def deliver(self, seq: int, feed_id: int, created: int, text: str):
+        event = self.remember(seq, feed_id, created, text)
+        for subscription in list(self.subscriptions):
+            subscription.offer(event)
+
+    def remember(self, seq: int, feed_id: int, created: int, text: str) -> Event:
+        prev, feed_prev = self.delivered, self.last_of_feed.get(feed_id)
+        event = Event(seq, feed_id, created, with_prev(text, prev), with_prev(text, feed_prev))
         self.last = self.delivered = self.last_of_feed[feed_id] = seq
         if len(self.recent) == self.recent.maxlen:
             self.floor = self.recent[0].seq
         self.recent.append(event)
-        for subscription in list(self.subscriptions):
-            subscription.offer(event)
+        return event
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

@@ -20,10 +20,18 @@ def changes_after(after: int, upto: int | None = None, feed_id: int | None = Non
 
 def encoded_changes(
     after: int, upto: int, feed_id: int | None, seen: int | None
-) -> list[tuple[int, int, str]]:
-    """One page of (seq, feed id, encoded event) after `after`, for a reader who has seen every
-    change up to `seen` (None: a live reader, who has seen everything before each change)."""
-    return [(e.seq, e.feed_id, encode(event(e, seen))) for e in changes_after(after, upto, feed_id)]
+) -> list[tuple[int, int, int, str]]:
+    """One page of (seq, feed id, created_seq, encoded event) after `after`, for a reader who has
+    seen every change up to `seen` (None: a live reader, who has seen everything before each change)."""
+    return [
+        (e.seq, e.feed_id, e.created_seq, encode(event(e, seen))) for e in changes_after(after, upto, feed_id)
+    ]
+
+
+def latest_changes(upto: int, limit: int) -> list[tuple[int, int, int, str]]:
+    """The newest `limit` changes up to `upto`, oldest first, encoded for a live reader."""
+    rows = Entry.objects.filter(seq__lte=upto).select_related("feed").order_by("-seq")[:limit]
+    return [(e.seq, e.feed_id, e.created_seq, encode(event(e))) for e in reversed(rows)]
 
 
 def latest_seq() -> int:

@@ -19,8 +19,8 @@ def push_entry(sender, instance, created, update_fields=None, **kwargs):
     # Serialize now, while the row is in hand; send after commit, so a reader is never told
     # of a row it cannot read, and a failed send cannot roll the write back.
     text = encode(event(instance))
-    seq, feed_id = instance.seq, instance.feed_id
-    transaction.on_commit(lambda: broadcast(seq, feed_id, text), robust=True)
+    seq, feed_id, created = instance.seq, instance.feed_id, instance.created_seq
+    transaction.on_commit(lambda: broadcast(seq, feed_id, text, created), robust=True)
 
 
 @receiver(task_postrun, dispatch_uid="live.flush_pushes")

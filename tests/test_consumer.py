@@ -12,6 +12,7 @@ from feeds.ingest import store
 from feeds.models import Entry, Feed
 from live.broadcast import broadcast
 from live.events import encode, event
+from live.hub import get_hub
 from tests.factories import document, item
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -156,7 +157,7 @@ async def test_a_reader_that_falls_too_far_behind_is_dropped_with_bounded_memory
     subscription = hub.subscribe(after=None, feed_id=None)
     hub.task.cancel()  # no layer needed: events are handed over directly below
     for seq in range(1, 10):
-        hub.deliver(seq, 1, f"event {seq}")
+        hub.deliver(seq, 1, seq, f"event {seq}")
     assert subscription.queue.qsize() == 1  # the backlog is gone, only the "come back" mark is left
     with pytest.raises(hub_module.Dropped):
         async for _ in subscription:
@@ -171,19 +172,7 @@ async def test_a_reconnecting_reader_is_served_from_memory_without_the_database(
     await received(first, 2)
     await first.disconnect()
 
-    from live import hub as hub_module
-
-    reads = []
-
-    def counted(function):
-        async def wrapper(*args):
-            reads.append(function)
-            return await function(*args)
-
-        return wrapper
-
-    monkeypatch.setattr(hub_module, "replay_page", counted(hub_module.replay_page))
-    monkeypatch.setattr(hub_module, "current_seq", counted(hub_module.current_seq))
+    reads = counting_database_reads(monkeypatch)
     again = await connect(f"?after={message['cursor']}")
     replayed = await received(again, 2)
     assert [m["entry"]["title"] for m in replayed] == ["Title c", "Title b"]
@@ -210,9 +199,56 @@ async def test_each_event_names_the_change_before_it_in_the_readers_stream(feed)
     c, y, d = await received(everything, 3)
     assert (c["prev"], y["prev"], d["prev"]) == (x["cursor"], c["cursor"], y["cursor"])
     my_c, my_d = await received(mine, 2)
-    # A reader of one feed is told the previous change of that feed (unknown for the first one
-    # this process relays, which it cannot check).
-    assert "prev" not in my_c
+    # A reader of one feed is told the previous change of that feed.
+    assert my_c["prev"] == my_b["cursor"]
     assert my_d["prev"] == my_c["cursor"] == c["cursor"]
     await everything.disconnect()
     await mine.disconnect()
+
+
+def counting_database_reads(monkeypatch) -> list:
+    from live import hub as hub_module
+
+    reads = []
+
+    def counted(function):
+        async def wrapper(*args):
+            reads.append(function)
+            return await function(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(hub_module, "replay_page", counted(hub_module.replay_page))
+    monkeypatch.setattr(hub_module, "current_seq", counted(hub_module.current_seq))
+    return reads
+
+
+async def test_a_new_process_serves_readers_coming_back_after_a_deploy_from_memory(feed, monkeypatch):
+    await astore(feed, item("a"))
+    cursor = (await Entry.objects.aget()).cursor
+    await astore(feed, item("b"), item("c"))  # committed while the readers were away
+    first = await connect()  # the new process's hub starts and reads the newest changes once
+    await get_hub().ready.wait()
+    reads = counting_database_reads(monkeypatch)
+    readers = [await connect(f"?after={cursor}") for _ in range(20)]
+    for reader in readers:
+        replayed = await received(reader, 2)
+        assert [m["entry"]["title"] for m in replayed] == ["Title c", "Title b"]
+        await reader.disconnect()
+    assert reads == []
+    await first.disconnect()
+
+
+async def test_an_entry_changed_before_the_process_saw_it_is_new_to_a_reader_who_never_saw_it(feed):
+    await astore(feed, item("a", title="First"))
+    seen_first = (await Entry.objects.aget()).cursor
+    await astore(feed, item("a", title="Second"))
+    first = await connect()  # the hub remembers the entry as of its second change
+    newcomer = await connect("?after=0")
+    [message] = await received(newcomer, 1)
+    assert (message["type"], message["entry"]["title"]) == ("entry.created", "Second")
+    returning = await connect(f"?after={seen_first}")
+    [message] = await received(returning, 1)
+    assert (message["type"], message["entry"]["title"]) == ("entry.updated", "Second")
+    for communicator in (first, newcomer, returning):
+        await communicator.disconnect()
