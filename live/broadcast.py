@@ -1,6 +1,7 @@
 """Send one event to every live reader, from any thread or process."""
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -113,6 +114,10 @@ def flush(timeout: float = 5.0) -> None:
     """Wait for this process's queued pushes, e.g. before a worker process takes its next task."""
     if _sender is not None and _sender.pid == os.getpid():
         _sender.flush(timeout)
+
+
+# A command that stores entries (fetchfeeds) sends their pushes before it exits.
+atexit.register(flush)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
