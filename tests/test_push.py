@@ -1,6 +1,7 @@
 """The post-save hook: one event per visible change, sent only after commit, never fatal."""
 
 import json
+import os
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -137,3 +138,31 @@ def test_pushes_through_redis_leave_in_order_and_flush_waits_for_them(redis_url,
         return [(await layer.receive(channel))["seq"] for _ in range(300)]
 
     assert async_to_sync(listen)() == list(range(1, 301))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_command_that_stores_entries_sends_their_pushes_before_it_exits(stack, writes, feed_server):
+    import asyncio
+    import subprocess
+    import sys
+
+    from asgiref.sync import sync_to_async
+
+    from tests.feedserver import GrowingFeed
+
+    growing = GrowingFeed(feed_server, "/command.xml", "command")
+    growing.append(3)
+    Feed.objects.create(url=growing.url)
+    layer = get_channel_layer()  # the stack's Redis (the `writes` fixture points the test at it)
+
+    def fetch_in_a_process():
+        env = {**os.environ, **stack.env}
+        subprocess.run([sys.executable, "manage.py", "fetchfeeds"], env=env, check=True, timeout=60)  # noqa: S603
+
+    async def listen():
+        channel = await layer.new_channel()
+        await layer.group_add(GROUP, channel)
+        await sync_to_async(fetch_in_a_process, thread_sensitive=False)()
+        return [(await asyncio.wait_for(layer.receive(channel), 10))["seq"] for _ in range(3)]
+
+    assert sorted(async_to_sync(listen)()) == sorted(Entry.objects.values_list("seq", flat=True))
