@@ -262,13 +262,13 @@ class Hub:
     async def receive_forever(self):
         while True:
             message = await self.layer.receive(self.channel_name)
-            if message.get("type") == "live.event":
+            kind = message.get("type")
+            events = [message] if kind == "live.event" else message["events"] if kind == "live.events" else []
+            for event in events:
                 # "created" is missing from a worker older than this web process: 0 keeps the type.
-                await self.on_event(
-                    message["seq"], message["feed"], message.get("created", 0), message["text"]
-                )
-                if "committed_at" in message:
-                    metrics.delivered.observe(max(0.0, time.time() - message["committed_at"]))
+                await self.on_event(event["seq"], event["feed"], event.get("created", 0), event["text"])
+                if "committed_at" in event:
+                    metrics.delivered.observe(max(0.0, time.time() - event["committed_at"]))
 
     async def on_event(self, seq: int, feed_id: int, created: int, text: str):
         if seq <= self.last:
