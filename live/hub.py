@@ -262,8 +262,12 @@ class Hub:
     async def receive_forever(self):
         while True:
             message = await self.layer.receive(self.channel_name)
-            kind = message.get("type")
-            events = [message] if kind == "live.event" else message["events"] if kind == "live.events" else []
+            if message.get("type") == "live.event":
+                events = [message]
+            elif message.get("type") == "live.events":  # what queued up in one sender (broadcast.py)
+                events = message["events"]
+            else:
+                continue
             for event in events:
                 # "created" is missing from a worker older than this web process: 0 keeps the type.
                 await self.on_event(event["seq"], event["feed"], event.get("created", 0), event["text"])
