@@ -22,6 +22,9 @@ def entry_data(entry: Entry) -> dict:
         "published": iso(entry.published),
         "updated": iso(entry.updated),
         "corrected": entry.corrected,
+        # Where it stands in the list (the cursor of its first change): a page puts back an entry
+        # it does not show, restored by the editors, in its place.
+        "position": str(entry.created_seq),
     }
 
 

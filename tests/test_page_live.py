@@ -179,6 +179,21 @@ def test_corrections_and_removals_reach_every_open_page(stack, writes, open_page
     index.reload()
     assert titles(index) == ["third", "first"]
     assert permalink.goto(f"{web}/entries/{second}/").status == 404
+
+    # Removed by mistake: the editor restores it, and it goes back in its place on open pages.
+    index.wait_for_selector(LIVE)
+
+    def restore_in_admin():
+        client = Client()
+        client.force_login(admin)
+        response = client.post("/admin/feeds/entry/", {"action": "restore", "_selected_action": [second]})
+        assert response.status_code == 302
+
+    writes(restore_in_admin)
+    index.wait_for_selector(f"#entry-{second}")
+    assert titles(index) == ["third", "second, corrected", "first"]
+    index.reload()
+    assert titles(index) == ["third", "second, corrected", "first"]
     assert index.trapped()["errors"] == permalink.trapped()["errors"] == []
 
 

@@ -85,7 +85,9 @@ def test_created_updated_and_deleted_events_carry_the_entry(feed, sent, django_c
         "published",
         "updated",
         "corrected",
+        "position",
     }
+    assert events[0]["entry"]["position"] == events[1]["entry"]["position"] == events[0]["cursor"]
     cursors = [int(e["cursor"]) for e in events]
     assert cursors == sorted(cursors)
     assert len(set(cursors)) == 3

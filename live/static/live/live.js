@@ -179,7 +179,23 @@
       keepPlace(function () { existing.replaceWith(fresh); return fresh; });
       return;
     }
-    if (message.type === "entry.created" && !single) arrived(data, message.cursor);
+    if (single) return;
+    if (message.type === "entry.created") arrived(data, message.cursor);
+    else if (message.type === "entry.updated") reinstate(data);
+  }
+
+  // An update to an entry this page does not show: one the editors restored. It goes back in its
+  // place if that place is within the stretch of the list held here; else history brings it.
+  function reinstate(data) {
+    var position = Number(data.position), next = list.firstElementChild;
+    while (next && !(Number(next.dataset.cursor) < position)) next = next.nextElementSibling;
+    if (!next && olderUrl) return; // below the end: "Older entries" loads it in its turn
+    if (next === list.firstElementChild && detached) return; // above the cut: "Newest entries" reloads
+    var empty = $("empty");
+    if (empty) empty.remove();
+    var article = render(data, !!data.corrected, data.position);
+    keepPlace(function () { list.insertBefore(article, next); });
+    trim();
   }
 
   function arrived(data, position) {
