@@ -244,7 +244,8 @@ class Hub:
         self.last_of_feed.clear()
         # Every change after `floor` is among the rows, or superseded by one that is.
         self.floor = rows[0][0] - 1 if len(rows) == RECENT else 0
-        self.delivered = None  # what the oldest row follows is not known
+        # What the oldest row follows: nothing, if every change is here; else not known.
+        self.delivered = 0 if self.floor == 0 else None
         for row in rows:
             self.remember(*row)
         self.last = self.delivered = latest

@@ -247,6 +247,7 @@ async def test_an_entry_changed_before_the_process_saw_it_is_new_to_a_reader_who
     newcomer = await connect("?after=0")
     [message] = await received(newcomer, 1)
     assert (message["type"], message["entry"]["title"]) == ("entry.created", "Second")
+    assert message["prev"] == "0"  # the hub holds every change: nothing came before this one
     returning = await connect(f"?after={seen_first}")
     [message] = await received(returning, 1)
     assert (message["type"], message["entry"]["title"]) == ("entry.updated", "Second")
