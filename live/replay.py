@@ -23,15 +23,17 @@ def encoded_changes(
 ) -> list[tuple[int, int, int, str]]:
     """One page of (seq, feed id, created_seq, encoded event) after `after`, for a reader who has
     seen every change up to `seen` (None: a live reader, who has seen everything before each change)."""
-    return [
-        (e.seq, e.feed_id, e.created_seq, encode(event(e, seen))) for e in changes_after(after, upto, feed_id)
-    ]
+    return [_row(e, seen) for e in changes_after(after, upto, feed_id)]
 
 
 def latest_changes(upto: int, limit: int) -> list[tuple[int, int, int, str]]:
     """The newest `limit` changes up to `upto`, oldest first, encoded for a live reader."""
     rows = Entry.objects.filter(seq__lte=upto).select_related("feed").order_by("-seq")[:limit]
-    return [(e.seq, e.feed_id, e.created_seq, encode(event(e))) for e in reversed(rows)]
+    return [_row(e, None) for e in reversed(rows)]
+
+
+def _row(entry: Entry, seen: int | None) -> tuple[int, int, int, str]:
+    return entry.seq, entry.feed_id, entry.created_seq, encode(event(entry, seen))
 
 
 def latest_seq() -> int:

@@ -163,13 +163,13 @@ def test_corrections_and_removals_reach_every_open_page(stack, writes, open_page
     # An editor removes it with the admin action: it leaves the list and the permalink says so.
     admin = get_user_model().objects.create_superuser("editor", "editor@example.com", "pw-not-secret")
 
-    def remove_in_admin():
+    def admin_action(action):
         client = Client()
         client.force_login(admin)
-        response = client.post("/admin/feeds/entry/", {"action": "remove", "_selected_action": [second]})
+        response = client.post("/admin/feeds/entry/", {"action": action, "_selected_action": [second]})
         assert response.status_code == 302
 
-    writes(remove_in_admin)
+    writes(admin_action, "remove")
     index.wait_for_selector(f"#entry-{second}", state="detached")
     assert titles(index) == ["third", "first"]
     permalink.wait_for_selector(".removed-note")
@@ -183,13 +183,7 @@ def test_corrections_and_removals_reach_every_open_page(stack, writes, open_page
     # Removed by mistake: the editor restores it, and it goes back in its place on open pages.
     index.wait_for_selector(LIVE)
 
-    def restore_in_admin():
-        client = Client()
-        client.force_login(admin)
-        response = client.post("/admin/feeds/entry/", {"action": "restore", "_selected_action": [second]})
-        assert response.status_code == 302
-
-    writes(restore_in_admin)
+    writes(admin_action, "restore")
     index.wait_for_selector(f"#entry-{second}")
     assert titles(index) == ["third", "second, corrected", "first"]
     index.reload()
