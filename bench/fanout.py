@@ -10,7 +10,7 @@ For each reader count N and server: a fresh server on a free port; a warm-up; th
 apart and never overlapping (each waits until the previous one reached every reader), giving the
 latency to the LAST reader; then a burst of --burst entries in one store() (deliveries/s, lost,
 duplicated per reader per entry). Entries are stored by bench/fanout_trigger.py, a separate process
-running feeds.ingest.store() as a worker does; readers are held by bench/fanout_client.py processes.
+running feeds.store.store() as a worker does; readers are held by bench/fanout_client.py processes.
 Only public contracts are used: the Procfile, /ws/live/ with an Origin header, the JSON messages,
 store() and the Entry post_save hook.
 
@@ -637,7 +637,7 @@ def report(args, results: list[dict], big: dict | None, command: str, seconds: f
         "after the previous one and only once the previous one reached every reader; latency = "
         "arrival at the LAST reader − time.time() taken just before store() (or PUBLISH for bare); "
         f"a burst of {args.burst} entries stored by one store() call, to ≤ {args.burst_max_readers} readers. "
-        "Trigger: a separate Django process calling feeds.ingest.store() (post_save → on_commit → push).",
+        "Trigger: a separate Django process calling feeds.store.store() (post_save → on_commit → push).",
         "",
         "## Single entries: latency to the last reader",
         "",

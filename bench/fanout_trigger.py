@@ -1,7 +1,7 @@
 """Fire entries the way a worker does, from a process of its own.
 
 `hook` mode: Django set up against the bench database; each entry goes through
-feeds.ingest.store(), so post_save -> on_commit -> the live push runs exactly as in a Celery
+feeds.store.store(), so post_save -> on_commit -> the live push runs exactly as in a Celery
 worker. `publish` mode: the same event text PUBLISHed on a Redis channel, for the bare server.
 The entry's title carries the bench key and the send time: "fanout k=<k> t=<time.time()>".
 Driven by fanout.py over stdin/stdout, one JSON object per line.
@@ -50,7 +50,7 @@ def reset_feed() -> int:
 
 
 class Hook:
-    """Store entries with feeds.ingest.store(), as fetch_feed does.
+    """Store entries with feeds.store.store(), as fetch_feed does.
 
     A pre_save receiver of our own registers an on-commit callback before the hook's post_save
     registers its push, so it runs right after COMMIT and splits store()'s time into the database
@@ -62,8 +62,8 @@ class Hook:
         from django.db import transaction
         from django.db.models.signals import post_save, pre_save
 
-        from feeds.ingest import store
         from feeds.models import Entry, Feed
+        from feeds.store import store
         from tests.factories import document, item
 
         self.store, self.document, self.item = store, document, item

@@ -13,10 +13,9 @@ from django.utils.timesince import timesince
 
 from feeds import health, opml
 from feeds.fetching import FetchError, check_url
-from feeds.ingest import find_feed
 from feeds.models import Entry, Feed
-from feeds.opml_import import import_feeds
 from feeds.parsing import ParseError, sanitize_html
+from feeds.subscribe import find_feed, import_feeds
 
 URL_FIELD = {models.URLField: {"assume_scheme": "https"}}
 # An import's messages name at most this many URLs of each kind (messages live in a cookie).

@@ -4,15 +4,9 @@ from collections import Counter
 from celery import shared_task
 from django.core.cache import cache
 
-from feeds.ingest import (
-    LEASE,
-    SOFT_TIME_LIMIT,
-    batches,
-    claim_due_feeds,
-    fetch_and_store,
-    fetch_and_store_many,
-)
+from feeds.ingest import LEASE, SOFT_TIME_LIMIT, fetch_and_store, fetch_and_store_many
 from feeds.retention import prune_entries
+from feeds.schedule import batches, claim_due_feeds
 from feeds.stats import BEAT_KEY
 
 # A worker that dies mid-fetch leaves the lease to run out; the hard limit is the lease.

@@ -5,8 +5,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from tests.factories import document, item
 from tests.feedserver import rss
 

@@ -3,8 +3,8 @@
 import pytest
 from django.utils import timezone
 
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from tests.factories import document, item
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("static_files")]

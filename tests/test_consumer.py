@@ -8,8 +8,8 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from live.broadcast import broadcast
 from live.events import encode, event
 from live.hub import get_hub

@@ -6,8 +6,8 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from feeds.ingest import store
 from feeds.models import Entry, Feed, next_seq
+from feeds.store import store
 from tests.factories import document, item
 
 

@@ -182,7 +182,7 @@ def test_a_reader_that_stops_reading_is_dropped_then_resumes_with_nothing_lost(s
 
     from websockets.sync.client import connect
 
-    from feeds.ingest import store
+    from feeds.store import store
     from tests.factories import document, item
 
     web, _ = stack.web()

@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from feeds import health, opml
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from tests.factories import document, item
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("static_files")]

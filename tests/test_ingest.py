@@ -18,9 +18,11 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from feeds import ingest
-from feeds.ingest import MAX_UPDATES_PER_ENTRY, PAUSE_AFTER_ERRORS, REDIRECTS_TO_MOVE, fetch_and_store
+from feeds import ingest, schedule
+from feeds.ingest import fetch_and_store
 from feeds.models import Entry, Feed
+from feeds.schedule import PAUSE_AFTER_ERRORS, REDIRECTS_TO_MOVE
+from feeds.store import MAX_UPDATES_PER_ENTRY
 from feeds.tasks import dispatch_due_feeds
 from live.events import GROUP
 from tests.feedserver import rss
@@ -35,7 +37,7 @@ INTERVAL = 5
 @pytest.fixture(autouse=True)
 def one_batch(monkeypatch):
     """A small tick is normally spread over several tasks; here every due feed shares one batch."""
-    monkeypatch.setattr(ingest, "SPREAD", 1)
+    monkeypatch.setattr(schedule, "SPREAD", 1)
 
 
 @pytest.fixture(autouse=True)
@@ -309,7 +311,7 @@ def test_503_with_a_retry_after_date_is_honoured_and_capped(feed_server, bystand
     soon_feed.refresh_from_db()
     late_feed.refresh_from_db()
     assert now + timedelta(seconds=290) <= soon_feed.next_fetch_at <= now + timedelta(seconds=301)
-    assert late_feed.next_fetch_at == pytest.approx(now + ingest.MAX_RETRY_AFTER, abs=timedelta(seconds=5))
+    assert late_feed.next_fetch_at == pytest.approx(now + schedule.MAX_RETRY_AFTER, abs=timedelta(seconds=5))
     for feed in (soon_feed, late_feed):
         assert (feed.error_count, feed.last_error, feed.next_fetch_reason) == (0, "", "retry-after")
     assert_unaffected(bystander, feed_server)

@@ -3,8 +3,8 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from feeds.ingest import add_feed
 from feeds.models import Feed
+from feeds.subscribe import add_feed
 from tests.feedserver import rss
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("static_files")]

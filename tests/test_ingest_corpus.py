@@ -9,7 +9,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from feeds.management.commands.ingestcorpus import unsafe_markup
+from bench.corpus import unsafe_markup
 from feeds.models import Entry, Feed
 from tests.feedserver import rss
 

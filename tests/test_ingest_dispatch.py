@@ -12,8 +12,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from feeds import ingest
-from feeds.ingest import TIME_LIMIT_ERROR, batches, fetch_and_store
+from feeds.ingest import TIME_LIMIT_ERROR, fetch_and_store
 from feeds.models import Entry, Feed
+from feeds.schedule import batches
+from feeds.store import store
 from feeds.tasks import dispatch_due_feeds, fetch_feed, fetch_feeds
 from tests.factories import document, item
 from tests.feedserver import rss
@@ -197,9 +199,9 @@ def test_the_queries_of_a_fetch_do_not_grow_with_the_entries_stored(feed_server)
     feed_server.route("/same.xml", handler=not_modified)
     small = Feed.objects.create(url=feed_server.url("/same.xml?small"), etag='"same"')
     big = Feed.objects.create(url=feed_server.url("/same.xml?big"), etag='"same"')
-    ingest.store(small, document(item("only")))
+    store(small, document(item("only")))
     for start in range(0, 300, 100):
-        ingest.store(big, document(*[item(f"e{n}") for n in range(start, start + 100)]))
+        store(big, document(*[item(f"e{n}") for n in range(start, start + 100)]))
 
     assert count_queries(lambda: fetch_and_store(small.pk)) == count_queries(lambda: fetch_and_store(big.pk))
 

@@ -49,7 +49,7 @@ CONTRAST = """() => {
 
 
 def seed(feed, other):
-    from feeds.ingest import store
+    from feeds.store import store
     from tests.factories import document
 
     long_word = "Supercalifragilisticexpialidocious" * 4

@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from tests.factories import document, item
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from feeds.ingest import store
 from feeds.models import Feed
 from feeds.parsing import ParsedEntry, ParsedFeed
+from feeds.store import store
 from tests.test_page_everyone import DESKTOP, PHONE
 from tests.test_page_live import LIVE
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from live.middleware import POLICY
 from tests.factories import document, item
 

@@ -9,8 +9,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from live import broadcast as broadcast_module
 from live.events import GROUP
 from tests.factories import document, item

@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from feeds.ingest import store
 from feeds.models import Entry, Feed
 from feeds.retention import prune_entries
+from feeds.store import store
 from tests.factories import document, item
 
 pytestmark = pytest.mark.django_db

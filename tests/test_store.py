@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from feeds.ingest import MAX_UPDATES_PER_ENTRY, store
 from feeds.models import Entry, Feed
+from feeds.store import MAX_UPDATES_PER_ENTRY, store
 from tests.factories import document, item
 
 pytestmark = pytest.mark.django_db

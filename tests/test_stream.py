@@ -7,8 +7,8 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.test import AsyncClient
 
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from tests.factories import document, item
 
 pytestmark = [pytest.mark.django_db(transaction=True)]

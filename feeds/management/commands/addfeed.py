@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from feeds.fetching import FetchError
-from feeds.ingest import add_feed
 from feeds.parsing import ParseError
+from feeds.subscribe import add_feed
 
 
 class Command(BaseCommand):

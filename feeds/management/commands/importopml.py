@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from feeds.opml import OPMLError, feed_urls
-from feeds.opml_import import import_feeds
+from feeds.subscribe import import_feeds
 
 
 class Command(BaseCommand):
