@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_beat",
     "feeds",
+    "blogs",
     "live",
 ]
 
@@ -172,6 +173,11 @@ CELERY_BEAT_SCHEDULE = {
         # A tick that waited in the queue longer than one period is useless: let it expire
         # rather than stampede when a worker returns. (django-celery-beat keeps
         # expire_seconds; it drops options.expires.)
+        "options": {"expire_seconds": 5},
+    },
+    "update-blog-states": {
+        "task": "blogs.tasks.update_blog_states",
+        "schedule": 5.0,
         "options": {"expire_seconds": 5},
     },
     "prune-old-entries": {
