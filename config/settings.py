@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "feeds",
     "blogs",
     "live",
+    "editors",
 ]
 
 MIDDLEWARE = [
