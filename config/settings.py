@@ -5,6 +5,7 @@ Production sets DATABASE_URL, REDIS_URL, SECRET_KEY and ALLOWED_HOSTS; see READM
 """
 
 import os
+import ssl
 from pathlib import Path
 
 import dj_database_url
@@ -121,9 +122,16 @@ STORAGES = {
     },
 }
 
-# --- Redis: one URL feeds both the Celery broker and the channel layer; unset means embedded mode.
+# --- Redis: one URL feeds the Celery broker, the channel layer, the cache, the shared metrics and the
+# health checks; unset means embedded mode. rediss:// is TLS, certificate checked against the system's
+# CAs unless REDIS_TLS_VERIFY is off (Heroku Redis presents a self-signed certificate and rotates
+# REDIS_URL itself, so the switch cannot live in the URL).
 REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED = not REDIS_URL
+REDIS_TLS = REDIS_URL.startswith("rediss://")
+REDIS_TLS_VERIFY = env_bool("REDIS_TLS_VERIFY", True)
+# What every redis-py client is made with (config/redis.py, the channel layer, the cache).
+REDIS_OPTIONS = {"ssl_cert_reqs": "required" if REDIS_TLS_VERIFY else "none"} if REDIS_TLS else {}
 
 if EMBEDDED:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -133,7 +141,7 @@ else:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 times out idle reads after 5 s, which would close every idle socket.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, **REDIS_OPTIONS}],
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "livelog"),
                 # One channel per web process receives every event: room for a burst.
                 "capacity": 10000,
@@ -151,12 +159,15 @@ else:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CHANNEL_LAYER_PREFIX", "livelog"),
-            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+            # The process's one pool (config/redis.py), shared with the metrics and health checks.
+            "OPTIONS": {"pool_class": "config.redis.SharedPool"},
         }
     }
 
 # --- Celery
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+if REDIS_TLS:
+    CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED if REDIS_TLS_VERIFY else ssl.CERT_NONE}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = EMBEDDED

@@ -10,6 +10,8 @@ from collections import Counter
 
 from django.conf import settings
 
+from config import redis
+
 KEY = "livelog:metrics"
 # The last tick of the beat (a time.time() value in the cache), read by /readyz.
 BEAT_KEY = "livelog:beat:last-tick"
@@ -19,16 +21,6 @@ STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600
 
 _local: Counter = Counter()
 _lock = threading.Lock()
-_client = None
-
-
-def _redis():
-    global _client
-    if _client is None:
-        import redis
-
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    return _client
 
 
 def observe(fields: Counter) -> None:
@@ -40,7 +32,7 @@ def observe(fields: Counter) -> None:
             _local.update(fields)
         return
     try:
-        pipe = _redis().pipeline(transaction=False)
+        pipe = redis.client().pipeline(transaction=False)
         for name, value in fields.items():
             pipe.hincrby(KEY, name, value)
         pipe.execute()
@@ -60,7 +52,7 @@ def read() -> dict[str, int]:
     if settings.EMBEDDED:
         with _lock:
             return dict(_local)
-    return {key.decode(): int(value) for key, value in _redis().hgetall(KEY).items()}
+    return {key.decode(): int(value) for key, value in redis.client().hgetall(KEY).items()}
 
 
 def record_fetch(kind: str, seconds: float, new: int, updated: int) -> None:

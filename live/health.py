@@ -3,7 +3,6 @@
 import asyncio
 import time
 
-import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -11,6 +10,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 
+from config import redis
 from config.celery import app as celery_app
 from feeds.stats import BEAT_KEY
 
@@ -57,11 +57,7 @@ def check_database() -> tuple[bool, str]:
 def check_redis() -> tuple[bool, str]:
     if settings.EMBEDDED:
         return True, "not used (embedded mode)"
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    redis.client().ping()  # on the process's pool: a probe every few seconds opens nothing new
     return True, "ping"
 
 
