@@ -12,7 +12,7 @@ latency to the LAST reader; then a burst of --burst entries in one store() (deli
 duplicated per reader per entry). Entries are stored by bench/fanout_trigger.py, a separate process
 running feeds.store.store() as a worker does; readers are held by bench/fanout_client.py processes.
 Only public contracts are used: the Procfile, /ws/live/ with an Origin header, the JSON messages,
-store() and the Entry post_save hook.
+store() and the change log's entry_changed hook.
 
 Results: a markdown report printed and written to bench/results/fanout-<timestamp>.md.
 """
@@ -637,7 +637,7 @@ def report(args, results: list[dict], big: dict | None, command: str, seconds: f
         "after the previous one and only once the previous one reached every reader; latency = "
         "arrival at the LAST reader − time.time() taken just before store() (or PUBLISH for bare); "
         f"a burst of {args.burst} entries stored by one store() call, to ≤ {args.burst_max_readers} readers. "
-        "Trigger: a separate Django process calling feeds.store.store() (post_save → on_commit → push).",
+        "Trigger: a separate Django process calling feeds.store.store() (entry_changed → on_commit → push).",
         "",
         "## Single entries: latency to the last reader",
         "",
@@ -711,8 +711,8 @@ def report(args, results: list[dict], big: dict | None, command: str, seconds: f
         "the single-entry phase ÷ deliveries. Memory = (VmRSS of the server tree with N idle sockets − "
         "VmRSS after the warm-up with none) ÷ N. store() = time inside store() for one entry in the "
         f"trigger process, median of {args.idle_entries} entries with no reader and of the single entries "
-        "with N; DB = until COMMIT returned. The hook = the post_save receiver's own time (it serializes the "
-        "event) plus its on-commit push.",
+        "with N; DB = until COMMIT returned. The hook = the entry_changed receiver's own time (it "
+        "serializes the event) plus its on-commit push.",
         "",
     ]
     bursts = [r for r in results if "burst" in r]

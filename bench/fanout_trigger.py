@@ -1,8 +1,8 @@
 """Fire entries the way a worker does, from a process of its own.
 
 `hook` mode: Django set up against the bench database; each entry goes through
-feeds.store.store(), so post_save -> on_commit -> the live push runs exactly as in a Celery
-worker. `publish` mode: the same event text PUBLISHed on a Redis channel, for the bare server.
+feeds.store.store(), so the change log's entry_changed -> on_commit -> the live push runs exactly as
+in a Celery worker. `publish` mode: the same event text PUBLISHed on a Redis channel, for the bare server.
 The entry's title carries the bench key and the send time: "fanout k=<k> t=<time.time()>".
 Driven by fanout.py over stdin/stdout, one JSON object per line.
 """
@@ -52,16 +52,17 @@ def reset_feed() -> int:
 class Hook:
     """Store entries with feeds.store.store(), as fetch_feed does.
 
-    A pre_save receiver of our own registers an on-commit callback before the hook's post_save
-    registers its push, so it runs right after COMMIT and splits store()'s time into the database
-    part and the push (assuming the push is sent on commit, as the hook does).
+    A pre_save receiver of our own registers an on-commit callback before the hook (on the change
+    log's entry_changed) registers its push, so it runs right after COMMIT and splits store()'s time
+    into the database part and the push (assuming the push is sent on commit, as the hook does).
     """
 
     def __init__(self, feed_id: int, run: str):
         setup_django()
         from django.db import transaction
-        from django.db.models.signals import post_save, pre_save
+        from django.db.models.signals import pre_save
 
+        from feeds.changelog import entry_changed
         from feeds.models import Entry, Feed
         from feeds.store import store
         from tests.factories import document, item
@@ -86,8 +87,8 @@ class Hook:
             push_entry(sender, **kwargs)
             self.serialize += time.perf_counter() - began
 
-        post_save.disconnect(sender=Entry, dispatch_uid="live.push_entry")
-        post_save.connect(timed_push_entry, sender=Entry, weak=False, dispatch_uid="live.push_entry")
+        entry_changed.disconnect(dispatch_uid="live.push_entry")
+        entry_changed.connect(timed_push_entry, weak=False, dispatch_uid="live.push_entry")
 
     def entry(self, k: int, sent: float):
         return self.item(f"fanout-{self.run}-{k}", title=title(k, sent), summary=SUMMARY)

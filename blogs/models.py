@@ -3,7 +3,7 @@
 Design (for whoever builds on it, e.g. editors' posts, pins and the moderation queue):
 
 - `Blog`: slug, title, description, optional share image, and a state (scheduled, live, ended)
-  with its start and end times. `seq` is the change number (feeds.models.next_seq, the one
+  with its start and end times. `seq` is the change number (feeds.changelog.next_seq, the one
   commit-order counter shared with entries) of its latest visible change; `ended_seq` that of its
   end: an ended blog holds the entries first seen up to it (`created_seq <= ended_seq`), frozen.
 - `BlogSource`: a feed the blog follows (unique per blog and feed; a feed may feed several blogs).
@@ -25,7 +25,8 @@ delete, which the admin uses), so the number and the row always commit together.
 from django.db import models, transaction
 from django.utils import timezone
 
-from feeds.models import Entry, Feed, next_seq
+from feeds.changelog import next_seq
+from feeds.models import Entry, Feed
 
 # How many of a new source's newest entries are brought into a blog's open pages (a page's length).
 BROUGHT_IN = 50

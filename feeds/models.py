@@ -1,30 +1,9 @@
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 
-def next_seq() -> int:
-    """Take the next change number, in commit order.
-
-    The counter row stays locked until the caller's transaction ends, so a transaction that
-    takes a number commits before any transaction that takes a later one: the numbers are
-    commit order and have no gaps (a rollback gives its number back). Call inside atomic().
-    """
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE feeds_changecounter SET value = value + 1 WHERE id = 1 RETURNING value")
-        row = cursor.fetchone()
-        if row is None:
-            # A migration creates the row; a flushed (test) database lacks it. Recreate it once.
-            cursor.execute(
-                "INSERT INTO feeds_changecounter (id, value) "
-                "SELECT 1, COALESCE(MAX(seq), 0) FROM feeds_entry ON CONFLICT DO NOTHING"
-            )
-            cursor.execute("UPDATE feeds_changecounter SET value = value + 1 WHERE id = 1 RETURNING value")
-            row = cursor.fetchone()
-        return row[0]
-
-
 class ChangeCounter(models.Model):
-    """A single row: the last change number given to an entry (see next_seq)."""
+    """A single row: the last change number given to an entry (feeds/changelog.py)."""
 
     value = models.BigIntegerField(default=0)
 
@@ -99,8 +78,8 @@ class Entry(models.Model):
     # An entry removed by an admin is kept as a tombstone, so the feed cannot bring it back.
     removed_at = models.DateTimeField(null=True, blank=True)
 
-    # Commit-order cursors, assigned by the live app when an event about this entry is logged:
-    # `seq` of its latest change, `created_seq` of its first appearance (display order).
+    # The change log's numbers (feeds/changelog.py): `seq` of its latest visible change,
+    # `created_seq` of its first appearance (display order).
     seq = models.BigIntegerField(null=True, blank=True, db_index=True)
     created_seq = models.BigIntegerField(null=True, blank=True, db_index=True)
 
@@ -112,16 +91,28 @@ class Entry(models.Model):
         return self.title or self.link or self.guid
 
     def save(self, *args, **kwargs):
-        # Every visible change gets a fresh commit-order number: readers resume from it.
+        from feeds import changelog
+
         update_fields = kwargs.get("update_fields")
-        if update_fields is not None:
-            kwargs["update_fields"] = {*update_fields, "seq", "created_seq"}
-        # The number and the row must commit together, or a later number could be seen first.
+        # The number and the row commit together, or a later number could be seen first.
         with transaction.atomic():
-            self.seq = next_seq()
-            if self.created_seq is None:
-                self.created_seq = self.seq
+            changed = changelog.is_change(self, update_fields)
+            if changed:
+                changelog.log(self)
+                if update_fields is not None:
+                    kwargs["update_fields"] = {*update_fields, "seq", "created_seq"}
             super().save(*args, **kwargs)
+            self._seen = changelog.seen(self)
+            if changed:
+                changelog.entry_changed.send(sender=Entry, entry=self)
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        from feeds import changelog  # it reads entries: imported when first needed
+
+        entry = super().from_db(db, field_names, values)
+        entry._seen = changelog.seen(entry)
+        return entry
 
     @property
     def cursor(self) -> str:

@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from live import metrics
 from live.events import GROUP, as_created, with_prev
 from live.frames import Writer, text_frame
-from live.replay import PAGE, encoded_changes, latest_changes, latest_seq
+from live.replay import PAGE, encoded_changes, latest_encoded, latest_seq
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # request's executor, which would be gone by the time the hub calls again.
 replay_page = database_sync_to_async(encoded_changes, thread_sensitive=False)
 current_seq = database_sync_to_async(latest_seq, thread_sensitive=False)
-newest_changes = database_sync_to_async(latest_changes, thread_sensitive=False)
+newest_changes = database_sync_to_async(latest_encoded, thread_sensitive=False)
 
 # A reader this far behind is dropped; it reconnects with its cursor and replays from the database.
 QUEUE_LIMIT = 1000

@@ -1,21 +1,10 @@
-"""Read missed changes from the database, in commit order."""
+"""Changes read from the change log (feeds/changelog.py), encoded as events."""
 
-from django.db.models import Max
-
+from feeds.changelog import PAGE, changes_after, latest_changes, latest_seq
 from feeds.models import Entry
 from live.events import encode, event
 
-PAGE = 500
-
-
-def changes_after(after: int, upto: int | None = None, feed_id: int | None = None, limit: int = PAGE):
-    """Entries whose latest change is in (after, upto], oldest change first."""
-    rows = Entry.objects.filter(seq__gt=after).select_related("feed").order_by("seq")
-    if upto is not None:
-        rows = rows.filter(seq__lte=upto)
-    if feed_id is not None:
-        rows = rows.filter(feed_id=feed_id)
-    return list(rows[:limit])
+__all__ = ["PAGE", "encoded_changes", "latest_encoded", "latest_seq"]
 
 
 def encoded_changes(
@@ -26,15 +15,10 @@ def encoded_changes(
     return [_row(e, seen) for e in changes_after(after, upto, feed_id)]
 
 
-def latest_changes(upto: int, limit: int) -> list[tuple[int, int, int, str]]:
+def latest_encoded(upto: int, limit: int) -> list[tuple[int, int, int, str]]:
     """The newest `limit` changes up to `upto`, oldest first, encoded for a live reader."""
-    rows = Entry.objects.filter(seq__lte=upto).select_related("feed").order_by("-seq")[:limit]
-    return [_row(e, None) for e in reversed(rows)]
+    return [_row(e, None) for e in latest_changes(upto, limit)]
 
 
 def _row(entry: Entry, seen: int | None) -> tuple[int, int, int, str]:
     return entry.seq, entry.feed_id, entry.created_seq, encode(event(entry, seen))
-
-
-def latest_seq() -> int:
-    return Entry.objects.aggregate(latest=Max("seq"))["latest"] or 0

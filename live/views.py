@@ -8,9 +8,9 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
+from feeds.changelog import changes_after, latest_seq
 from feeds.models import Entry, Feed
 from live.events import entry_data, event_type, iso, parse_cursor
-from live.replay import changes_after, latest_seq
 
 PAGE_SIZE = 50
 MAX_LIMIT = 500

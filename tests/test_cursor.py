@@ -6,7 +6,8 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from feeds.models import Entry, Feed, next_seq
+from feeds.changelog import next_seq
+from feeds.models import Entry, Feed
 from feeds.store import store
 from tests.factories import document, item
 

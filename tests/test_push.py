@@ -1,4 +1,4 @@
-"""The post-save hook: one event per visible change, sent only after commit, never fatal."""
+"""The push hook: one event per visible change (feeds/changelog.py), sent only after commit, never fatal."""
 
 import asyncio
 import json
@@ -111,7 +111,26 @@ def test_a_save_that_changes_nothing_visible_sends_nothing(feed, sent, django_ca
     with django_capture_on_commit_callbacks(execute=True):
         entry.update_count = 3
         entry.save(update_fields=["update_count"])
+    with django_capture_on_commit_callbacks(execute=True):
+        entry.title = entry.title  # an editor saving the form unchanged
+        entry.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        Entry.objects.get().save(update_fields=["title", "removed_at"])
     assert sent() == []
+    assert Entry.objects.get().seq == entry.seq  # and no number was taken
+
+
+def test_a_save_that_changes_one_visible_field_sends_it(feed, sent, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        store(feed, document(item("a")))
+    sent()
+    entry = Entry.objects.only("id", "feed_id", "seq", "created_seq").get()  # the rest deferred
+    with django_capture_on_commit_callbacks(execute=True):
+        entry.author = "Editor"
+        entry.save(update_fields=["author"])
+    [message] = sent()
+    assert json.loads(message["text"])["entry"]["author"] == "Editor"
+    assert message["seq"] == Entry.objects.get().seq == entry.seq
 
 
 async def received_seqs(layer, channel, count: int) -> tuple[list[int], int]:
