@@ -16,7 +16,7 @@ TEST_ENV := DEBUG=false SECRET_KEY=test-only-secret-key-not-for-production-01234
 .PHONY: run test lint format bench install clean superuser manage
 
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
-	python3 -m venv $(VENV)
+	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements/dev.txt
 	touch $@
