@@ -1,0 +1,53 @@
+"""Deadlines that work which can run long (downloading, decoding, parsing) checks as it goes.
+
+A check is a clock read, so it is made often: before every network wait, for every decoded piece,
+every few kilobytes handed to the XML parser and every few elements it reports. Work that has been
+given up (the task ran out of time, or the caller moved on) is cancelled and stops at its next check,
+so no thread keeps burning CPU for a result nobody will read.
+"""
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class Expired(Exception):
+    """The deadline passed, or the work was cancelled; the caller turns it into its own error."""
+
+
+class Deadline:
+    """`seconds` from now on `clock`: time.monotonic (wall time) or time.thread_time (this thread's CPU).
+
+    Thread-safe to cancel from another thread; checked from the one doing the work.
+    """
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self.at = clock() + seconds
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def remaining(self) -> float:
+        """Seconds left (0 once cancelled)."""
+        if self._cancelled.is_set():
+            return 0.0
+        return max(0.0, self.at - self.clock())
+
+    def expired(self) -> bool:
+        return self._cancelled.is_set() or self.clock() >= self.at
+
+    def check(self) -> None:
+        if self.expired():
+            raise Expired("cancelled" if self.cancelled else f"ran past its {self.seconds:g} s")
+
+
+def cpu_deadline(seconds: float) -> Deadline:
+    """A budget of CPU seconds of the calling thread: waiting for the GIL or the disk does not count."""
+    return Deadline(seconds, time.thread_time)
