@@ -216,6 +216,13 @@ FEEDS_RETENTION_DAYS = int(os.environ.get("FEEDS_RETENTION_DAYS", "30"))
 # Serve the built-in demo feed at /demo/feed.xml and register it on first run.
 LIVELOG_DEMO = env_bool("LIVELOG_DEMO")
 
+# --- Live delivery
+# Write each event's frame, encoded and compressed once, straight to uvicorn's sockets (live/frames.py);
+# off, or when uvicorn's private protocol cannot be imported, events take the standard ASGI path.
+LIVE_SHARED_FRAMES = env_bool("LIVE_SHARED_FRAMES", True)
+# Bytes of recent events (every encoded variant) each web process keeps for readers who resume.
+LIVE_HISTORY_BYTES = int(os.environ.get("LIVE_HISTORY_BYTES", str(64 * 1024 * 1024)))
+
 # --- Security
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"

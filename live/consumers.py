@@ -4,7 +4,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from live.events import parse_cursor
-from live.frames import frame_writer
+from live.frames import shared_socket
 from live.hub import Dropped, current_seq, get_hub
 
 # Close codes the page understands: it reconnects with its cursor after 4008.
@@ -34,13 +34,18 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if after is None:
             # "From now on" means from this connection, not from whenever the hub is ready.
             after = hub.last if hub.ready.is_set() else await current_seq()
+        socket = shared_socket(self.base_send)  # before accepting: it settles compression
         await self.accept()
-        self.subscription = hub.subscribe(after, feed_id, frame_writer(self.base_send), self.dropped)
-        self.pump = asyncio.get_running_loop().create_task(self.forward())
+        self.subscription = hub.subscribe(after, feed_id, socket, self.dropped)
+        self.pump = asyncio.get_running_loop().create_task(self.forward(socket))
 
-    async def forward(self):
-        """Send the replay (and, without a frame writer, every live event) through ASGI."""
+    async def forward(self, socket):
+        """Send the replay as shared frames, then leave the live events to the hub; or, without a
+        shared socket, send everything through ASGI."""
         try:
+            if socket is not None:
+                await self.subscription.stream_to(socket)
+                return
             async for _, text in self.subscription:
                 await self.send(text_data=text)
         except Dropped:

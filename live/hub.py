@@ -9,16 +9,18 @@ any gap from the database) and hands the already-encoded text to each local read
 import asyncio
 import contextvars
 import logging
+import sys
 import time
 import weakref
 from collections import deque
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from live import metrics
 from live.events import GROUP, as_created, with_prev
-from live.frames import Writer, text_frame
+from live.frames import Socket, text_frame
 from live.replay import PAGE, encoded_changes, latest_encoded, latest_seq
 
 log = logging.getLogger(__name__)
@@ -44,36 +46,71 @@ class Dropped(Exception):
 class Event:
     """One change as this process delivers it, encoded once per kind of reader.
 
-    `prev` differs between readers of every feed (the change delivered before this one) and
-    readers of this feed alone (the one of the same feed before it): two texts, and a ready
-    WebSocket frame of each, made on first use and written as is to every socket that wants it.
+    Readers of every feed and readers of one feed differ in `prev` (the change delivered before
+    this one, of any feed or of the same feed); a reader replaying from memory who never saw the
+    entry appear is told it as created. Each text, and each WebSocket frame of it per compression
+    parameter set, is made on first use, kept, and written as is to every socket that wants it:
+    no reader costs a decoding, an encoding or a compression. Identical variants share one object.
     """
 
-    __slots__ = ("seq", "feed_id", "created", "text", "feed_text", "_frame", "_feed_frame")
+    __slots__ = ("seq", "feed_id", "created", "prev", "feed_prev", "encoded", "size", "hub")
 
-    def __init__(self, seq: int, feed_id: int, created: int, text: str, feed_text: str):
+    def __init__(self, hub, seq: int, feed_id: int, created: int, text: str, prev, feed_prev):
         self.seq, self.feed_id, self.created = seq, feed_id, created
-        self.text, self.feed_text = text, feed_text
-        self._frame = self._feed_frame = None
+        self.prev, self.feed_prev = prev, feed_prev
+        self.hub = hub  # None once the hub forgot it: its later variants are no longer counted
+        self.encoded: dict[tuple, str | bytes] = {}
+        self.size = 0
+        self._keep((False, False), with_prev(text, prev))
 
-    def frame(self) -> bytes:
-        if self._frame is None:
-            self._frame = text_frame(self.text)
-        return self._frame
+    def text(self, feed: bool, created: bool = False) -> str:
+        key = (feed, created)
+        text = self.encoded.get(key)
+        if text is None:
+            if created:
+                base = self.text(feed)
+                text = as_created(base)
+                text = base if text == base else text
+            else:
+                text = self.encoded[(False, False)]
+                if self.feed_prev != self.prev:
+                    text = with_prev(without_prev(text, self.prev), self.feed_prev)
+            self._keep(key, text)
+        return text
 
-    def feed_frame(self) -> bytes:
-        if self._feed_frame is None:
-            self._feed_frame = text_frame(self.feed_text)
-        return self._feed_frame
+    def frame(self, feed: bool, created: bool = False, deflate: int | None = None) -> bytes:
+        text = self.text(feed, created)
+        # The key of the first variant with this very text: equal texts share their frames.
+        first = next(k for k, v in self.encoded.items() if v is text)
+        key = (*first, deflate)
+        frame = self.encoded.get(key)
+        if frame is None:
+            frame = text_frame(text, deflate)
+            self._keep(key, frame)
+        return frame
+
+    def _keep(self, key: tuple, value) -> None:
+        known = any(v is value for v in self.encoded.values())
+        self.encoded[key] = value
+        if not known:
+            size = sys.getsizeof(value)
+            self.size += size
+            if self.hub is not None:
+                self.hub.grew(size)
+
+
+def without_prev(text: str, prev: int | None) -> str:
+    return text if prev is None else "{" + text[len(f'{{"prev":"{prev}",') :]
 
 
 class Subscription:
     """One reader's stream: what came after its cursor, then live changes; each once, in order.
 
     Iterating yields (change number, encoded event): the replay, then live events, forever. With a
-    `write` function (live/frames.py), iteration ends once the reader has caught up, and from then
-    on the hub writes each live event's pre-encoded frame to the socket itself, with no queue and
-    no task per reader; `on_drop` is then how the reader learns it must go and resume.
+    shared socket (live/frames.py), `stream_to` writes the replay as frames instead and returns
+    once the reader has caught up; from then on the hub writes each live event's shared frame to
+    the socket itself, with no queue and no task per reader; `on_drop` is then how the reader
+    learns it must go and resume.
     """
 
     def __init__(
@@ -81,13 +118,13 @@ class Subscription:
         hub: "Hub",
         after: int | None,
         feed_id: int | None,
-        write: Writer | None = None,
+        socket: Socket | None = None,
         on_drop=None,
     ):
         self.hub = hub
         self.after = after
         self.feed_id = feed_id
-        self.write = write
+        self.socket = socket
         self.on_drop = on_drop
         self.queue: asyncio.Queue | None = asyncio.Queue(QUEUE_LIMIT)
         self.last = 0
@@ -100,21 +137,27 @@ class Subscription:
         if self.live:
             if event.seq > self.last:
                 self.last = event.seq
-                if not self.write(event.frame() if self.feed_id is None else event.feed_frame()):
+                socket = self.socket
+                if not socket.write(event.frame(self.feed_id is not None, False, socket.deflate)):
                     self.drop()
             return
         try:
-            self.queue.put_nowait((event.seq, self.text(event)))
+            self.queue.put_nowait((event.seq, (event, False)))
         except asyncio.QueueFull:
             self.drop()
 
-    def text(self, event: Event, after: int | None = None) -> str:
-        text = event.text if self.feed_id is None else event.feed_text
-        if after is not None and after < event.created < event.seq:
-            # Replayed from memory to a reader who never saw this entry appear (its creation was
-            # superseded before the hub had it): for this reader it is new.
-            text = as_created(text)
-        return text
+    def text(self, item) -> str:
+        """An item of the stream: a text read from the database, or (event, told as created)."""
+        if isinstance(item, str):
+            return item
+        event, created = item
+        return event.text(self.feed_id is not None, created)
+
+    def frame(self, item, deflate: int | None) -> bytes:
+        if isinstance(item, str):
+            return text_frame(item, deflate)  # read from the database for this reader alone
+        event, created = item
+        return event.frame(self.feed_id is not None, created, deflate)
 
     def drop(self) -> None:
         # Memory stays bounded: forget the backlog; the reader comes back with its cursor.
@@ -134,34 +177,45 @@ class Subscription:
             metrics.connected_clients.dec()
 
     async def __aiter__(self):
+        async for seq, item in self.items():
+            yield seq, self.text(item)
+
+    async def stream_to(self, socket: Socket) -> None:
+        """Write the replay to the socket as frames; return once caught up (the hub goes on)."""
+        async for _, item in self.items():
+            if not socket.write(self.frame(item, socket.deflate)):
+                raise Dropped
+            await socket.drain()
+
+    async def items(self):
         hub = self.hub
         await hub.ready.wait()
         if self.after is not None and self.after >= hub.floor:
             # Everything this reader missed is in the hub's memory: a thousand readers
-            # reconnecting after a deploy cost the database nothing.
-            missed = [
-                (e.seq, self.text(e, self.after))
-                for e in hub.recent
-                if e.seq > self.after and self.wants(e.feed_id)
-            ]
-            self.last = max(hub.last, self.after)
-            for seq, text in missed:
-                yield seq, text
+            # reconnecting after a deploy cost the database nothing. Events, not copies: one
+            # the hub forgets meanwhile lives on only until this reader has sent it.
+            after = self.after
+            missed = [e for e in hub.recent if e.seq > after and self.wants(e.feed_id)]
+            self.last = max(hub.last, after)
+            for event in missed:
+                # Its creation was superseded before the hub had it: for a reader who never
+                # saw this entry appear, it is new.
+                yield event.seq, (event, after < event.created < event.seq)
         else:
             async for seq, text in self.replay():
                 yield seq, text
         while True:
-            if self.write is not None and self.queue.empty():
+            if self.socket is not None and self.queue.empty():
                 # Caught up, with no await since the check: nothing can slip in between.
                 self.live = True
                 self.queue = None
                 return
-            seq, text = await self.queue.get()
+            seq, item = await self.queue.get()
             if seq is None:
                 raise Dropped
             if seq > self.last:
                 self.last = seq
-                yield seq, text
+                yield seq, item
 
     async def replay(self):
         # Subscribed first, then read the database: a change committed in between arrives both
@@ -188,7 +242,10 @@ class Hub:
         self.delivered = 0  # the last change handed to readers: what the next one follows (`prev`)
         # The latest events, in order. Every change after `floor` is here (or a later change of
         # the same entry is), so a reader whose cursor is at least `floor` replays from memory.
-        self.recent: deque[Event] = deque(maxlen=RECENT)
+        # Bounded by count and by bytes (every variant of every event it holds, LIVE_HISTORY_BYTES).
+        self.recent: deque[Event] = deque()
+        self.memory = 0
+        self.max_memory = settings.LIVE_HISTORY_BYTES
         self.floor = 0
         self.last_of_feed: dict[int, int] = {}  # since joining: what a feed's next event follows
         self.layer = None
@@ -196,12 +253,12 @@ class Hub:
         self.task: asyncio.Task | None = None
 
     def subscribe(
-        self, after: int | None, feed_id: int | None, write: Writer | None = None, on_drop=None
+        self, after: int | None, feed_id: int | None, socket: Socket | None = None, on_drop=None
     ) -> Subscription:
         if self.task is None or self.task.done():
             # A fresh context: the hub outlives the request or socket that happened to start it.
             self.task = asyncio.get_running_loop().create_task(self.run(), context=contextvars.Context())
-        subscription = Subscription(self, after, feed_id, write, on_drop)
+        subscription = Subscription(self, after, feed_id, socket, on_drop)
         self.subscriptions.add(subscription)
         metrics.connected_clients.inc()
         return subscription
@@ -240,7 +297,10 @@ class Hub:
         process (after a deploy, entries committed meanwhile) replay from memory, not the database."""
         latest = await current_seq()
         rows = await newest_changes(latest, RECENT)
+        for event in self.recent:
+            event.hub = None
         self.recent.clear()
+        self.memory = 0
         self.last_of_feed.clear()
         # Every change after `floor` is among the rows, or superseded by one that is.
         self.floor = rows[0][0] - 1 if len(rows) == RECENT else 0
@@ -299,12 +359,25 @@ class Hub:
 
     def remember(self, seq: int, feed_id: int, created: int, text: str) -> Event:
         prev, feed_prev = self.delivered, self.last_of_feed.get(feed_id)
-        event = Event(seq, feed_id, created, with_prev(text, prev), with_prev(text, feed_prev))
+        event = Event(self, seq, feed_id, created, text, prev, feed_prev)
         self.last = self.delivered = self.last_of_feed[feed_id] = seq
-        if len(self.recent) == self.recent.maxlen:
-            self.floor = self.recent[0].seq
         self.recent.append(event)
+        while len(self.recent) > RECENT:
+            self.forget()
         return event
+
+    def grew(self, size: int) -> None:
+        """An event it holds took `size` more bytes: forget the oldest until under the bound."""
+        self.memory += size
+        # The newest stays, whatever its size: the next one to deliver still needs its `prev`.
+        while self.memory > self.max_memory and len(self.recent) > 1:
+            self.forget()
+
+    def forget(self) -> None:
+        event = self.recent.popleft()
+        event.hub = None
+        self.memory -= event.size
+        self.floor = event.seq
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

@@ -9,9 +9,10 @@ import hmac
 from django.conf import settings
 from django.http import Http404, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from feeds import stats
+from live.frames import delivery_path
 
 OUTCOMES = ("stored", "not_modified", "error", "retry_later", "skipped")
 SHARED_STAGES = ("published_to_fetched", "fetched_to_committed")
@@ -64,7 +65,24 @@ def histogram(values: dict, name: str, bounds) -> tuple[list, float]:
     return buckets, values.get(f"{name}:sum_us", 0) / 1_000_000
 
 
+class DeliveryPathCollector:
+    """Which way this process writes live events, read at scrape time (live/frames.py)."""
+
+    def collect(self):
+        path = GaugeMetricFamily(
+            "livelog_delivery_path",
+            "1 for the way this web process writes live events: shared_frames (encoded and "
+            "compressed once, written to uvicorn's sockets) or asgi (the standard ASGI send).",
+            labels=["path"],
+        )
+        in_use = delivery_path()
+        for name in ("shared_frames", "asgi"):
+            path.add_metric([name], 1 if name == in_use else 0)
+        yield path
+
+
 registry.register(SharedCollector())
+registry.register(DeliveryPathCollector())
 
 
 def metrics(request):

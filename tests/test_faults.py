@@ -178,6 +178,8 @@ def test_garbage_and_oversized_frames_close_only_that_socket(stack, feed_server)
 
 
 def test_a_reader_that_stops_reading_is_dropped_then_resumes_with_nothing_lost(stack, writes):
+    import base64
+    import os
     import socket
 
     from websockets.sync.client import connect
@@ -196,9 +198,10 @@ def test_a_reader_that_stops_reading_is_dropped_then_resumes_with_nothing_lost(s
     seen = []
     try:
         with connect(ws_url, sock=raw, origin=web, max_queue=1, ping_interval=None, proxy=None) as sleeper:
-            # 8 MB of events, far more than a reader may leave unread (live/frames.py).
-            body = "<p>" + "x" * 20_000 + "</p>"
-            writes(store, feed, document(*[item(f"big-{n}", summary=body) for n in range(400)]))
+            # 8 MB of events, far more than a reader may leave unread (live/frames.py), even
+            # compressed: random text.
+            bodies = [f"<p>{base64.b64encode(os.urandom(15_000)).decode()}</p>" for _ in range(400)]
+            writes(store, feed, document(*[item(f"big-{n}", summary=b) for n, b in enumerate(bodies)]))
             wait_until(
                 lambda: len(steady.created_ids()) == 400, 60, what=f"the steady reader\n{stack.logs()}"
             )

@@ -67,3 +67,14 @@ def test_fetches_entries_and_stage_latencies_are_counted(client, settings, feed_
     assert delta('livelog_entry_stage_seconds_bucket{le="3600.0",stage="published_to_fetched"}') == 2
     assert "livelog_connected_clients" in after
     assert "livelog_entry_delivered_seconds_bucket" in after
+
+
+def test_the_delivery_path_in_use_is_reported(client, settings):
+    settings.METRICS_TOKEN = "s3cret"
+    text = scrape(client)
+    assert value(text, 'livelog_delivery_path{path="shared_frames"}') == 1
+    assert value(text, 'livelog_delivery_path{path="asgi"}') == 0
+    settings.LIVE_SHARED_FRAMES = False  # forced off: the standard ASGI path
+    text = scrape(client)
+    assert value(text, 'livelog_delivery_path{path="shared_frames"}') == 0
+    assert value(text, 'livelog_delivery_path{path="asgi"}') == 1

@@ -8,9 +8,12 @@ from websockets.sync.client import connect
 
 
 class LiveClient:
-    def __init__(self, base_url: str, query: str = "", origin: str | None = None):
+    def __init__(self, base_url: str, query: str = "", origin: str | None = None, compression="deflate"):
+        # compression="deflate" offers what browsers offer (permessage-deflate; client_max_window_bits).
         ws_url = base_url.replace("http://", "ws://") + "/ws/live/" + (f"?{query}" if query else "")
-        self._connection = connect(ws_url, origin=origin or base_url, open_timeout=10, proxy=None)
+        self._connection = connect(
+            ws_url, origin=origin or base_url, open_timeout=10, proxy=None, compression=compression
+        )
         self.ws = self._connection.__enter__()
         self.messages: list[dict] = []
         self.closed_code: int | None = None

@@ -49,7 +49,7 @@ class Command(BaseCommand):
             lifespan="off",
             log_level="warning",
             ws="websockets-sansio",
-            ws_per_message_deflate=False,  # shared pre-encoded frames (live/frames.py)
+            ws_per_message_deflate=True,  # compressed shared frames (live/frames.py)
         )
         server = uvicorn.Server(config)
         beat = asyncio.create_task(self.beat(server))
