@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from live import health, metrics, stream, views
 
@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/entries/", views.api_entries, name="api-entries"),
     path("api/feeds/", views.api_feeds, name="api-feeds"),
     path("api/stream/", stream.stream, name="api-stream"),
+    path("", include("editors.urls")),
     path("demo/feed.xml", views.demo_feed, name="demo-feed"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -12,7 +12,10 @@ from django.dispatch import Signal
 from feeds.models import Entry
 
 # What a reader sees of an entry (live/events.py sends these): a save that changes none is no change.
-VISIBLE = ("feed_id", "title", "link", "summary_html", "author", "published", "updated", "removed_at")
+VISIBLE = (
+    "feed_id", "title", "link", "summary_html", "author", "published", "updated", "removed_at",
+    "review", "pinned_at", "key_event",
+)  # fmt: skip
 # Changes read at most per query.
 PAGE = 500
 
@@ -77,8 +80,9 @@ def latest_seq() -> int:
 
 
 def changes_after(after: int, upto: int | None = None, feed_id: int | None = None, limit: int = PAGE) -> list:
-    """Entries whose latest change is in (after, upto], oldest change first."""
-    rows = Entry.objects.filter(seq__gt=after).select_related("feed").order_by("seq")
+    """Entries of the river whose latest change is in (after, upto], oldest change first."""
+    # Posts (no feed) are in their blog's stream only, not in the river of sources.
+    rows = Entry.objects.filter(seq__gt=after, feed__isnull=False).select_related("feed").order_by("seq")
     if upto is not None:
         rows = rows.filter(seq__lte=upto)
     if feed_id is not None:

@@ -1,5 +1,11 @@
 from django.db import models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
+
+# Sent with `entry` before a new entry is first saved: a receiver may hold it for review
+# (entry.review = Entry.Review.HELD), and then it takes no change number. The editors' moderation
+# queue listens; feeds itself knows nothing of blogs or editors.
+entry_arriving = Signal()
 
 
 class ChangeCounter(models.Model):
@@ -59,9 +65,20 @@ class Feed(models.Model):
 
 
 class Entry(models.Model):
-    """One item of a feed. `key` is its identity; the database refuses a second row with it."""
+    """One item of a feed, or an editor's post in a blog (no feed). `key` is its identity; the
+    database refuses a second row with it in a feed."""
 
-    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="entries")
+    class Review(models.TextChoices):
+        NONE = "", "published"
+        HELD = "held", "held for approval"
+        REJECTED = "rejected", "rejected"
+
+    feed = models.ForeignKey(Feed, null=True, blank=True, on_delete=models.CASCADE, related_name="entries")
+    # A post belongs to one blog (and has no feed); its Markdown source is kept to edit it.
+    blog = models.ForeignKey(
+        "blogs.Blog", null=True, blank=True, on_delete=models.CASCADE, related_name="posts"
+    )
+    body = models.TextField(blank=True, help_text="A post's Markdown source.")
     # sha256 of the identity (id, else link, else title and content): fixed width for the index.
     key = models.CharField(max_length=64)
     guid = models.TextField(blank=True)
@@ -77,6 +94,14 @@ class Entry(models.Model):
     update_count = models.PositiveIntegerField(default=0)
     # An entry removed by an admin is kept as a tombstone, so the feed cannot bring it back.
     removed_at = models.DateTimeField(null=True, blank=True)
+    # Held entries (a source held for approval) and rejected ones are no reader's change: they
+    # take no change number (seq stays None) until approved, so no stream, list or page has them.
+    review = models.CharField(max_length=10, choices=Review.choices, default="", blank=True, db_index=True)
+    # Editors' marks; each one is a change with its own number. Pins are shown newest pin first.
+    pinned_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    key_event = models.BooleanField(default=False, db_index=True)
+    # The change number of the latest change that was only a mark: it does not make an entry "updated".
+    mark_seq = models.BigIntegerField(null=True, blank=True)
 
     # The change log's numbers (feeds/changelog.py): `seq` of its latest visible change,
     # `created_seq` of its first appearance (display order).
@@ -90,17 +115,27 @@ class Entry(models.Model):
     def __str__(self):
         return self.title or self.link or self.guid
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, mark_only: bool = False, **kwargs):
+        """Save; a change a reader can see takes the next number (feeds/changelog.py).
+
+        `mark_only`: the change only pins or marks the entry, so it does not make it "updated".
+        """
         from feeds import changelog
 
         update_fields = kwargs.get("update_fields")
+        if self._state.adding and self.pk is None:
+            entry_arriving.send(sender=Entry, entry=self)
         # The number and the row commit together, or a later number could be seen first.
         with transaction.atomic():
-            changed = changelog.is_change(self, update_fields)
+            # Held and rejected entries are no reader's change: no number, nothing sent.
+            changed = not self.review and changelog.is_change(self, update_fields)
             if changed:
+                unchanged = not self.corrected
                 changelog.log(self)
+                if mark_only and unchanged:
+                    self.mark_seq = self.seq
                 if update_fields is not None:
-                    kwargs["update_fields"] = {*update_fields, "seq", "created_seq"}
+                    kwargs["update_fields"] = {*update_fields, "seq", "created_seq", "mark_seq"}
             super().save(*args, **kwargs)
             self._seen = changelog.seen(self)
             if changed:
@@ -120,5 +155,13 @@ class Entry(models.Model):
 
     @property
     def corrected(self) -> bool:
-        """Changed since it first appeared (by its feed or an editor)."""
-        return self.seq != self.created_seq
+        """Changed since it first appeared (by its feed or an editor), pins and key events aside."""
+        return self.seq != self.created_seq and self.seq != self.mark_seq
+
+    @property
+    def kind(self) -> str:
+        return "feed" if self.feed_id is not None else "post"
+
+    @property
+    def visible(self) -> bool:
+        return self.removed_at is None and not self.review

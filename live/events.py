@@ -14,7 +14,11 @@ def iso(value) -> str | None:
 def entry_data(entry: Entry) -> dict:
     return {
         "id": entry.pk,
-        "feed": {"id": entry.feed_id, "title": entry.feed.title or entry.feed.url},
+        # "post": an editor's, in one blog, with no feed; "feed": an item of a source.
+        "kind": entry.kind,
+        "feed": None
+        if entry.feed_id is None
+        else {"id": entry.feed_id, "title": entry.feed.title or entry.feed.url},
         "title": entry.title,
         "link": entry.link,
         "summary_html": entry.summary_html,
@@ -25,6 +29,10 @@ def entry_data(entry: Entry) -> dict:
         # Where it stands in the list (the cursor of its first change): a page puts back an entry
         # it does not show, restored by the editors, in its place.
         "position": str(entry.created_seq),
+        # Pinned entries are shown in a block at the top of a blog, newest pin first.
+        "pinned": entry.pinned_at is not None,
+        "pinned_at": iso(entry.pinned_at),
+        "key_event": entry.key_event,
     }
 
 

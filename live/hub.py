@@ -230,8 +230,9 @@ class Subscription:
                 prev = seq
             self.last = rows[-1][0] if len(rows) == PAGE else latest
 
-    def wants(self, feed_id: int) -> bool:
-        return self.feed_id is None or feed_id == self.feed_id
+    def wants(self, feed_id: int | None) -> bool:
+        # A post (no feed) belongs to its blog's stream, not to the river of sources.
+        return feed_id is not None and (self.feed_id is None or feed_id == self.feed_id)
 
 
 class Hub:
@@ -360,7 +361,9 @@ class Hub:
     def remember(self, seq: int, feed_id: int, created: int, text: str) -> Event:
         prev, feed_prev = self.delivered, self.last_of_feed.get(feed_id)
         event = Event(self, seq, feed_id, created, text, prev, feed_prev)
-        self.last = self.delivered = self.last_of_feed[feed_id] = seq
+        self.last = seq
+        if feed_id is not None:  # a post is not in the river: the river's next change does not follow it
+            self.delivered = self.last_of_feed[feed_id] = seq
         self.recent.append(event)
         while len(self.recent) > RECENT:
             self.forget()

@@ -17,7 +17,8 @@ MAX_LIMIT = 500
 
 
 def visible_entries():
-    return Entry.objects.filter(removed_at__isnull=True).select_related("feed")
+    # Posts belong to their blog's page, not to the river of sources.
+    return Entry.objects.filter(removed_at__isnull=True, review="", feed__isnull=False).select_related("feed")
 
 
 @require_GET
@@ -52,7 +53,8 @@ def index(request):
 def entry_detail(request, pk):
     """One entry's own page, for sharing; it follows corrections to that entry live."""
     cursor = latest_seq()  # before the read, as on the index
-    entry = get_object_or_404(Entry.objects.select_related("feed"), pk=pk)
+    # A held or rejected entry has no permalink: to readers it does not exist.
+    entry = get_object_or_404(Entry.objects.select_related("feed"), pk=pk, review="")
     if entry.removed_at is not None:
         # Not found, as for any unknown entry, but a shared link gets told why.
         return render(request, "live/removed.html", {"entry": entry}, status=404)

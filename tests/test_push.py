@@ -86,7 +86,12 @@ def test_created_updated_and_deleted_events_carry_the_entry(feed, sent, django_c
         "updated",
         "corrected",
         "position",
+        "kind",
+        "pinned",
+        "pinned_at",
+        "key_event",
     }
+    assert events[0]["entry"]["kind"] == "feed"
     assert events[0]["entry"]["position"] == events[1]["entry"]["position"] == events[0]["cursor"]
     cursors = [int(e["cursor"]) for e in events]
     assert cursors == sorted(cursors)
