@@ -213,8 +213,15 @@ FEEDS_BATCH_SIZE = int(os.environ.get("FEEDS_BATCH_SIZE", "20"))
 FEEDS_FETCH_THREADS = int(os.environ.get("FEEDS_FETCH_THREADS", "20"))
 # Entries first seen longer ago than this lose their content (0 keeps everything).
 FEEDS_RETENTION_DAYS = int(os.environ.get("FEEDS_RETENTION_DAYS", "30"))
-# Serve the built-in demo feed at /demo/feed.xml and register it on first run.
+# Serve the built-in demo feeds at /demo/feed.xml and /demo/agency.xml, and run the demo live blog.
 LIVELOG_DEMO = env_bool("LIVELOG_DEMO")
+if LIVELOG_DEMO:
+    # The demo desk's posts in the demo blog (editors/demo.py).
+    CELERY_BEAT_SCHEDULE["demo-posts"] = {
+        "task": "editors.tasks.post_demo_update",
+        "schedule": 20.0,
+        "options": {"expire_seconds": 20},
+    }
 
 # --- Live delivery
 # Write each event's frame, encoded and compressed once, straight to uvicorn's sockets (live/frames.py);

@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/stream/", stream.stream, name="api-stream"),
     path("", include("editors.urls")),
     path("demo/feed.xml", views.demo_feed, name="demo-feed"),
+    path("demo/agency.xml", views.demo_agency, name="demo-agency"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),

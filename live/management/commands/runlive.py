@@ -8,7 +8,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from config.celery import app as celery_app
-from feeds.models import Feed
 from live.broadcast import register_server_loop
 
 log = logging.getLogger(__name__)
@@ -26,15 +25,18 @@ class Command(BaseCommand):
             raise CommandError("runlive is the embedded mode: unset REDIS_URL, or use the Procfile.")
         local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         base = f"http://{local}:{port}"
+        start = f"{base}/"
         if settings.LIVELOG_DEMO:
-            feed, created = Feed.objects.get_or_create(
-                url=f"{base}/demo/feed.xml", defaults={"title": "Livelog demo", "interval": 5}
-            )
-            if created:
-                self.stdout.write(f"Registered the demo feed ({feed.url}).")
+            from editors import demo
+
+            # The demo sources follow this run's host and port (an earlier run's move here).
+            blog = demo.setup(base)
+            start = f"{base}/blogs/{blog.slug}/"
         self.stdout.write(
             f"\nLivelog is running at {base}/\n"
-            f"Admin: {base}/admin/  (create a login with: make superuser)\n"
+            + (f"The demo live blog: {start}\n" if start != f"{base}/" else "")
+            + f"Admin: {base}/admin/  (create a login with: make superuser)\n"
+            "Signed in, you are an editor on every blog's page: a compose box, pins, key events.\n"
             "Press Ctrl+C to stop.\n"
         )
         asyncio.run(self.serve(host, port))
