@@ -6,6 +6,7 @@ import uvicorn
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import Resolver404, resolve
 
 from config.celery import app as celery_app
 from live.broadcast import register_server_loop
@@ -31,12 +32,16 @@ class Command(BaseCommand):
 
             # The demo sources follow this run's host and port (an earlier run's move here).
             blog = demo.setup(base)
-            start = f"{base}/blogs/{blog.slug}/"
+            try:
+                resolve(f"/blogs/{blog.slug}/")
+                start = f"{base}/blogs/{blog.slug}/"
+            except Resolver404:
+                pass  # no blog pages in this version
         self.stdout.write(
             f"\nLivelog is running at {base}/\n"
             + (f"The demo live blog: {start}\n" if start != f"{base}/" else "")
             + f"Admin: {base}/admin/  (create a login with: make superuser)\n"
-            "Signed in, you are an editor on every blog's page: a compose box, pins, key events.\n"
+            "Editors post, pin and moderate with the write API (README: Editors).\n"
             "Press Ctrl+C to stop.\n"
         )
         asyncio.run(self.serve(host, port))
