@@ -134,10 +134,13 @@ REDIS_TLS_VERIFY = env_bool("REDIS_TLS_VERIFY", True)
 REDIS_OPTIONS = {"ssl_cert_reqs": "required" if REDIS_TLS_VERIFY else "none"} if REDIS_TLS else {}
 
 if EMBEDDED:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Everything in one process: events go from task threads to the hub in memory (live/delivery.py).
+    CHANNEL_LAYERS = {}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 else:
     CHANNEL_LAYERS = {
-        "default": {
+        # Only the live delivery's (live/delivery.py): with no "default", consumers get no layer.
+        "live": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 times out idle reads after 5 s, which would close every idle socket.
@@ -149,11 +152,7 @@ else:
             },
         }
     }
-
-# One small shared cache: the beat's heartbeat and the workers' metrics, seen by every process.
-if EMBEDDED:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-else:
+    # One small shared cache: the beat's heartbeat, seen by every process.
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -1,10 +1,11 @@
 """Counters and histograms that workers share with the web process's /metrics.
 
 Workers are separate processes (separate machines on a Heroku-style platform), so their numbers
-go to one Redis hash, one pipelined HINCRBY per fetch; /metrics reads the hash. In embedded mode
-everything runs in one process and a dict does.
+go to one Redis hash, one pipelined HINCRBY per fetch; /metrics reads the hash. When everything runs
+in one process (`make run`), a dict does.
 """
 
+import contextlib
 import threading
 from collections import Counter
 
@@ -19,25 +20,53 @@ BEAT_KEY = "livelog:beat:last-tick"
 FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20)
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 
-_local: Counter = Counter()
-_lock = threading.Lock()
+
+class LocalCounters:
+    """Everything in one process (`make run`): a dict."""
+
+    def __init__(self):
+        self.counts: Counter = Counter()
+        self.lock = threading.Lock()
+
+    def add(self, fields: Counter) -> None:
+        with self.lock:
+            self.counts.update(fields)
+
+    def read(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.counts)
+
+
+class RedisCounters:
+    """Separate processes: one Redis hash, one pipelined HINCRBY per fetch."""
+
+    def add(self, fields: Counter) -> None:
+        pipe = redis.client().pipeline(transaction=False)
+        for name, value in fields.items():
+            pipe.hincrby(KEY, name, value)
+        pipe.execute()
+
+    def read(self) -> dict[str, int]:
+        return {key.decode(): int(value) for key, value in redis.client().hgetall(KEY).items()}
+
+
+_counters: LocalCounters | RedisCounters | None = None
+
+
+def counters() -> LocalCounters | RedisCounters:
+    """Chosen once: the counters are wherever the processes can all see them."""
+    global _counters
+    if _counters is None:
+        _counters = RedisCounters() if settings.REDIS_URL else LocalCounters()
+    return _counters
 
 
 def observe(fields: Counter) -> None:
     """Add to the shared counters. Never raises: metrics must not break a fetch."""
     if not fields:
         return
-    if settings.EMBEDDED:
-        with _lock:
-            _local.update(fields)
-        return
-    try:
-        pipe = redis.client().pipeline(transaction=False)
-        for name, value in fields.items():
-            pipe.hincrby(KEY, name, value)
-        pipe.execute()
-    except Exception:  # noqa: S110 - a lost sample is better than a failed fetch
-        pass
+    with contextlib.suppress(Exception):  # a lost sample is better than a failed fetch
+        counters().add(fields)
 
 
 def histogram_fields(name: str, seconds: float, buckets) -> Counter:
@@ -49,10 +78,7 @@ def histogram_fields(name: str, seconds: float, buckets) -> Counter:
 
 
 def read() -> dict[str, int]:
-    if settings.EMBEDDED:
-        with _lock:
-            return dict(_local)
-    return {key.decode(): int(value) for key, value in redis.client().hgetall(KEY).items()}
+    return counters().read()
 
 
 def record_fetch(kind: str, seconds: float, new: int, updated: int) -> None:

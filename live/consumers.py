@@ -16,10 +16,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
     """Relays entry events to one reader: what it missed since its cursor, then live changes.
 
     Events reach this process once, through its hub (live/hub.py), not through a layer channel
-    per socket, so no channel layer is attached to the consumer itself.
+    per socket: no default channel layer is configured, so none is attached to the consumer.
     """
 
-    channel_layer_alias = "livelog-none"  # an unconfigured alias: Channels attaches no layer
+    async def __call__(self, scope, receive, send):
+        self.asgi_send = send  # the server's own send: live/frames.py finds the socket behind it
+        await super().__call__(scope, receive, send)
 
     async def connect(self):
         query = parse_qs(self.scope["query_string"].decode())
@@ -34,7 +36,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if after is None:
             # "From now on" means from this connection, not from whenever the hub is ready.
             after = hub.last if hub.ready.is_set() else await current_seq()
-        socket = shared_socket(self.base_send)  # before accepting: it settles compression
+        socket = shared_socket(self.asgi_send)  # before accepting: it settles compression
         await self.accept()
         self.subscription = hub.subscribe(after, feed_id, socket, self.dropped)
         self.pump = asyncio.get_running_loop().create_task(self.forward(socket))

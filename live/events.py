@@ -4,8 +4,6 @@ import json
 
 from feeds.models import Entry
 
-GROUP = "live"
-
 
 def iso(value) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None

@@ -4,15 +4,13 @@ import asyncio
 import time
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
-from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 
-from config import redis
 from config.celery import app as celery_app
 from feeds.stats import BEAT_KEY
+from live import delivery
 
 # The beat ticks every 5 s; a tick older than this means the beat or every worker is gone.
 BEAT_STALE = 30.0
@@ -55,19 +53,11 @@ def check_database() -> tuple[bool, str]:
 
 
 def check_redis() -> tuple[bool, str]:
-    if settings.EMBEDDED:
-        return True, "not used (embedded mode)"
-    redis.client().ping()  # on the process's pool: a probe every few seconds opens nothing new
-    return True, "ping"
+    return delivery.transport().check_redis()
 
 
 async def check_channel_layer() -> tuple[bool, str]:
-    layer = get_channel_layer()
-    channel = await layer.new_channel()  # same prefix as the hub's: see Hub.join
-    started = time.perf_counter()
-    await layer.send(channel, {"type": "ready.ping"})
-    await layer.receive(channel)
-    return True, f"round trip {1000 * (time.perf_counter() - started):.1f} ms"
+    return await delivery.transport().round_trip()
 
 
 def check_beat() -> tuple[bool, str]:
@@ -79,7 +69,7 @@ def check_beat() -> tuple[bool, str]:
 
 
 def check_worker() -> tuple[bool, str]:
-    if settings.EMBEDDED:
-        return True, "tasks run in this process (embedded mode)"
+    if celery_app.conf.task_always_eager:
+        return True, "tasks run in this process"
     replies = celery_app.control.ping(timeout=1.0)
     return bool(replies), f"{len(replies)} worker(s) answered"

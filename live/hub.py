@@ -15,11 +15,10 @@ import weakref
 from collections import deque
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
-from live import metrics
-from live.events import GROUP, as_created, with_prev
+from live import delivery, metrics
+from live.events import as_created, with_prev
 from live.frames import Socket, text_frame
 from live.replay import PAGE, encoded_changes, latest_encoded, latest_seq
 
@@ -249,8 +248,7 @@ class Hub:
         self.max_memory = settings.LIVE_HISTORY_BYTES
         self.floor = 0
         self.last_of_feed: dict[int, int] = {}  # since joining: what a feed's next event follows
-        self.layer = None
-        self.channel_name = ""
+        self.inbox: delivery.Inbox | None = None
         self.task: asyncio.Task | None = None
 
     def subscribe(
@@ -265,7 +263,7 @@ class Hub:
         return subscription
 
     async def run(self):
-        """Receive every event once for this process; if the layer fails, drop readers and rejoin."""
+        """Receive every event once for this process; if delivery fails, drop readers and rejoin."""
         delay = 0.5
         while True:
             try:
@@ -277,7 +275,9 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("channel layer failed; readers will resume from their cursors")
+                log.exception("delivery failed; readers will resume from their cursors")
+                if self.inbox is not None:
+                    self.inbox.close()
                 self.ready.clear()
                 for subscription in list(self.subscriptions):
                     subscription.drop()
@@ -285,11 +285,7 @@ class Hub:
                 delay = min(delay * 2, 10)
 
     async def join(self):
-        self.layer = get_channel_layer()
-        # The default prefix: channels-redis reads every channel of a process through one receive
-        # loop per prefix, so the readiness probe's channel must share it with the hub.
-        self.channel_name = await self.layer.new_channel()
-        await self.layer.group_add(GROUP, self.channel_name)
+        self.inbox = await delivery.subscribe()
         await self.remember_latest()
         self.ready.set()
 
@@ -314,23 +310,16 @@ class Hub:
     async def heartbeat(self):
         while True:
             await asyncio.sleep(HEARTBEAT)
-            # Renewing membership keeps group_expiry from stranding us and re-creates it after a
-            # Redis restart; comparing with the database heals the loss of a trailing message.
-            await self.layer.group_add(GROUP, self.channel_name)
+            # Comparing with the database heals the loss of a trailing message, which no later
+            # one would reveal.
+            await self.inbox.renew()
             latest = await current_seq()
             if latest > self.last:
                 await self.catch_up(latest)
 
     async def receive_forever(self):
         while True:
-            message = await self.layer.receive(self.channel_name)
-            if message.get("type") == "live.event":
-                events = [message]
-            elif message.get("type") == "live.events":  # what queued up in one sender (broadcast.py)
-                events = message["events"]
-            else:
-                continue
-            for event in events:
+            for event in await self.inbox.receive():
                 # "created" is missing from a worker older than this web process: 0 keeps the type.
                 await self.on_event(event["seq"], event["feed"], event.get("created", 0), event["text"])
                 if "committed_at" in event:

@@ -3,7 +3,7 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from feeds.changelog import entry_changed
-from live.broadcast import broadcast, flush
+from live.delivery import flush, publish
 from live.events import encode, event
 
 
@@ -14,7 +14,7 @@ def push_entry(sender, entry, **kwargs):
     # of a row it cannot read, and a failed send cannot roll the write back.
     text = encode(event(entry))
     seq, feed_id, created = entry.seq, entry.feed_id, entry.created_seq
-    transaction.on_commit(lambda: broadcast(seq, feed_id, text, created), robust=True)
+    transaction.on_commit(lambda: publish(seq, feed_id, text, created), robust=True)
 
 
 @receiver(task_postrun, dispatch_uid="live.flush_pushes")

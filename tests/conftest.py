@@ -1,10 +1,14 @@
+import asyncio
+import gc
 import os
 import signal
 import uuid
 
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from django.core.management import call_command
+from django.db import connections
 
 from tests.feedserver import FeedServer
 from tests.procs import Proc, free_port, http_ok, run_procfile, wait_until
@@ -17,6 +21,35 @@ def feed_server():
     server = FeedServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """The test database, dropped at the end without "being accessed by other users"."""
+    yield
+    # Async tests' thread-sensitive sync_to_async calls (and Django's ASGI handler) run in asgiref's
+    # one shared thread, whose connection outlives them: closed from there (connections are per thread).
+    asyncio.run(sync_to_async(connections.close_all)())
+    # The hubs' executor threads of finished tests' event loops are gone, but a connection object
+    # is a reference cycle: its socket stays open until a collection.
+    gc.collect()
+
+
+@pytest.fixture
+def published():
+    """published() -> the events this process published since the last call (in-memory delivery)."""
+    from live import delivery
+
+    messages = []
+    stop = delivery.transport().listen(messages.extend)
+
+    def take():
+        taken = messages[:]
+        del messages[: len(taken)]
+        return taken
+
+    yield take
+    stop()
 
 
 @pytest.fixture
@@ -122,12 +155,12 @@ def browser(monkeypatch):
 def writes(stack, settings):
     """Run database writes from the test so that they reach the stack's open pages at once.
 
-    The test's channel layer becomes the stack's Redis, so the post-save hook pushes to the web
+    The test's delivery becomes the stack's Redis, so the change log's hook pushes to the web
     processes; each call runs in a thread of its own, because Playwright's sync API keeps an event
     loop in this one (where the hook's async_to_sync cannot run), and closes its connection.
     """
     settings.CHANNEL_LAYERS = {
-        "default": {
+        "live": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # As config/settings.py configures a worker: room for a burst in each web's channel.
             "CONFIG": {

@@ -4,13 +4,12 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
 from feeds.models import Entry, Feed
 from feeds.store import store
-from live.broadcast import broadcast
+from live.delivery import publish
 from live.events import encode, event
 from live.hub import get_hub
 from tests.factories import document, item
@@ -32,8 +31,6 @@ async def received(communicator, count):
 
 @pytest.fixture
 async def feed():
-    layer = get_channel_layer()
-    await layer.flush()
     return await Feed.objects.acreate(url="https://example.com/feed.xml", title="Wire")
 
 
@@ -49,6 +46,13 @@ async def test_a_socket_without_an_origin_is_refused():
     communicator = WebsocketCommunicator(application, "/ws/live/")
     connected, _ = await communicator.connect(timeout=5)
     assert not connected
+
+
+async def test_a_socket_from_a_foreign_origin_is_refused():
+    for origin in (b"https://evil.example", b"http://testserver.evil.example", b"null"):
+        communicator = WebsocketCommunicator(application, "/ws/live/", headers=[(b"origin", origin)])
+        connected, _ = await communicator.connect(timeout=5)
+        assert not connected, origin
 
 
 async def test_a_bad_cursor_closes_the_socket():
@@ -97,16 +101,30 @@ async def test_a_lost_layer_message_is_healed_from_the_database_on_the_next_one(
     # Store two entries while the push is lost (as when Redis drops a message), then one more.
     from live import signals
 
-    original = signals.broadcast
-    signals.broadcast = lambda *args: None
+    original = signals.publish
+    signals.publish = lambda *args: None
     try:
         await astore(feed, item("lost1"), item("lost2"))
     finally:
-        signals.broadcast = original
+        signals.publish = original
     await astore(feed, item("next"))
     messages = await received(communicator, 3)
     assert [m["entry"]["title"] for m in messages] == ["Title lost2", "Title lost1", "Title next"]
     assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def test_a_lost_last_message_is_healed_by_the_hubs_comparison_with_the_database(feed, monkeypatch):
+    from live import hub as hub_module
+    from live import signals
+
+    monkeypatch.setattr(hub_module, "HEARTBEAT", 0.2)
+    communicator = await connect()
+    # Its push is lost (as when Redis drops a message), and no later change reveals the gap.
+    monkeypatch.setattr(signals, "publish", lambda *args: None)
+    await astore(feed, item("last"))
+    [message] = await received(communicator, 1)
+    assert message["entry"]["title"] == "Title last"
     await communicator.disconnect()
 
 
@@ -116,7 +134,7 @@ async def test_a_duplicate_or_late_layer_message_is_dropped(feed):
     [first] = await received(communicator, 1)
     entry = await Entry.objects.select_related("feed").aget()
     # The same event again, as a redelivery would send it.
-    await sync_to_async(broadcast)(entry.seq, entry.feed_id, encode(event(entry)))
+    await sync_to_async(publish)(entry.seq, entry.feed_id, encode(event(entry)))
     assert await communicator.receive_nothing(timeout=0.5)
     assert first["cursor"] == entry.cursor
     await communicator.disconnect()

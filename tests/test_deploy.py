@@ -87,7 +87,7 @@ from live.health import check_redis
 
 def layer_round_trip():
     async def go():
-        layer = get_channel_layer()
+        layer = get_channel_layer("live")
         channel = await layer.new_channel()
         await layer.send(channel, {"type": "t.ping"})
         return (await layer.receive(channel))["type"]

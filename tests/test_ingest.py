@@ -14,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from feeds import ingest, schedule
@@ -24,7 +22,6 @@ from feeds.models import Entry, Feed
 from feeds.schedule import PAUSE_AFTER_ERRORS, REDIRECTS_TO_MOVE
 from feeds.store import MAX_UPDATES_PER_ENTRY
 from feeds.tasks import dispatch_due_feeds
-from live.events import GROUP
 from tests.feedserver import rss
 
 pytestmark = pytest.mark.django_db
@@ -548,31 +545,14 @@ def test_missing_and_duplicate_ids(feed_server, bystander, clock):
     assert_unaffected(bystander, feed_server, fetches=2)
 
 
-@pytest.fixture
-def pushed():
-    """What reaches the live channel layer group (after commit)."""
-    layer = get_channel_layer()
-    async_to_sync(layer.flush)()
-    async_to_sync(layer.group_add)(GROUP, "ingest-listener")
-
-    def receive_all():
-        messages = []
-        queue = layer.channels.get("ingest-listener")
-        while queue is not None and not queue.empty():
-            messages.append(async_to_sync(layer.receive)("ingest-listener"))
-        return messages
-
-    return receive_all
-
-
 def test_an_entry_changed_in_place_is_updated_and_pushed_once(
-    feed_server, bystander, clock, pushed, django_capture_on_commit_callbacks
+    feed_server, bystander, clock, published, django_capture_on_commit_callbacks
 ):
     feed = add(feed_server.route("/edit.xml", rss(("e1", "Frist"), ("e2", "Other"))))
     with django_capture_on_commit_callbacks(execute=True):
         tick()
     first = Entry.objects.get(feed=feed, guid="e1")
-    assert len(pushed()) == 4  # two entries of each feed
+    assert len(published()) == 4  # two entries of each feed
 
     feed_server.route("/edit.xml", rss(("e1", "First"), ("e2", "Other")))
     for _ in range(3):  # the corrected document, fetched three times
@@ -584,7 +564,7 @@ def test_an_entry_changed_in_place_is_updated_and_pushed_once(
     assert (updated.pk, updated.title, updated.update_count) == (first.pk, "First", 1)
     assert updated.seq > first.seq
     assert feed.entries.count() == 2
-    [message] = pushed()
+    [message] = published()
     assert '"type":"entry.updated"' in message["text"]
     assert message["seq"] == updated.seq
     assert_unaffected(bystander, feed_server, fetches=4)

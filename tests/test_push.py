@@ -11,28 +11,11 @@ from django.db import transaction
 
 from feeds.models import Entry, Feed
 from feeds.store import store
-from live import broadcast as broadcast_module
-from live.events import GROUP
+from live import delivery
+from live.delivery import GROUP, LAYER
 from tests.factories import document, item
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sent(monkeypatch):
-    """Record what reaches the channel layer (a real in-memory layer, read back)."""
-    layer = get_channel_layer()
-    async_to_sync(layer.flush)()
-    async_to_sync(layer.group_add)(GROUP, "test-listener")
-
-    def receive_all():
-        messages = []
-        queue = layer.channels.get("test-listener")
-        while queue is not None and not queue.empty():
-            messages.append(async_to_sync(layer.receive)("test-listener"))
-        return messages
-
-    return receive_all
 
 
 @pytest.fixture
@@ -40,17 +23,17 @@ def feed():
     return Feed.objects.create(url="https://example.com/feed.xml", title="Wire")
 
 
-def test_nothing_is_sent_before_commit(feed, sent, django_capture_on_commit_callbacks):
+def test_nothing_is_sent_before_commit(feed, published, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         store(feed, document(item("a")))
-        assert sent() == []
+        assert published() == []
     assert len(callbacks) == 1
     callbacks[0]()
-    [message] = sent()
+    [message] = published()
     assert message["seq"] == Entry.objects.get().seq
 
 
-def test_a_rolled_back_write_sends_nothing(feed, sent):
+def test_a_rolled_back_write_sends_nothing(feed, published):
     def write_then_fail():
         with transaction.atomic():
             store(feed, document(item("a")))
@@ -58,10 +41,12 @@ def test_a_rolled_back_write_sends_nothing(feed, sent):
 
     with pytest.raises(RuntimeError):
         write_then_fail()
-    assert sent() == []
+    assert published() == []
 
 
-def test_created_updated_and_deleted_events_carry_the_entry(feed, sent, django_capture_on_commit_callbacks):
+def test_created_updated_and_deleted_events_carry_the_entry(
+    feed, published, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         store(feed, document(item("a", title="First")))
     with django_capture_on_commit_callbacks(execute=True):
@@ -70,7 +55,7 @@ def test_created_updated_and_deleted_events_carry_the_entry(feed, sent, django_c
     with django_capture_on_commit_callbacks(execute=True):
         entry.removed_at = entry.first_seen
         entry.save(update_fields=["removed_at"])
-    events = [json.loads(m["text"]) for m in sent()]
+    events = [json.loads(m["text"]) for m in published()]
     assert [e["type"] for e in events] == ["entry.created", "entry.updated", "entry.deleted"]
     assert events[0]["entry"]["title"] == "First"
     assert events[1]["entry"]["title"] == "Second"
@@ -98,20 +83,23 @@ def test_created_updated_and_deleted_events_carry_the_entry(feed, sent, django_c
     assert len(set(cursors)) == 3
 
 
-def test_a_failing_channel_layer_never_fails_the_write(feed, monkeypatch, django_capture_on_commit_callbacks):
-    def broken_layer():
-        raise ConnectionError("redis is down")
+def test_a_failing_transport_never_fails_the_write(feed, monkeypatch, django_capture_on_commit_callbacks):
+    class Broken:
+        def publish(self, message):
+            raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(broadcast_module, "get_channel_layer", broken_layer)
+    monkeypatch.setattr(delivery, "_transport", Broken())
     with django_capture_on_commit_callbacks(execute=True):
         assert store(feed, document(item("a"))) == (1, 0)
     assert Entry.objects.count() == 1
 
 
-def test_a_save_that_changes_nothing_visible_sends_nothing(feed, sent, django_capture_on_commit_callbacks):
+def test_a_save_that_changes_nothing_visible_sends_nothing(
+    feed, published, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         store(feed, document(item("a")))
-    sent()
+    published()
     entry = Entry.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
         entry.update_count = 3
@@ -121,19 +109,19 @@ def test_a_save_that_changes_nothing_visible_sends_nothing(feed, sent, django_ca
         entry.save()
     with django_capture_on_commit_callbacks(execute=True):
         Entry.objects.get().save(update_fields=["title", "removed_at"])
-    assert sent() == []
+    assert published() == []
     assert Entry.objects.get().seq == entry.seq  # and no number was taken
 
 
-def test_a_save_that_changes_one_visible_field_sends_it(feed, sent, django_capture_on_commit_callbacks):
+def test_a_save_that_changes_one_visible_field_sends_it(feed, published, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         store(feed, document(item("a")))
-    sent()
+    published()
     entry = Entry.objects.only("id", "feed_id", "seq", "created_seq").get()  # the rest deferred
     with django_capture_on_commit_callbacks(execute=True):
         entry.author = "Editor"
         entry.save(update_fields=["author"])
-    [message] = sent()
+    [message] = published()
     assert json.loads(message["text"])["entry"]["author"] == "Editor"
     assert message["seq"] == Entry.objects.get().seq == entry.seq
 
@@ -155,19 +143,19 @@ def test_pushes_through_redis_leave_in_order_and_flush_waits_for_them(redis_url,
 
     from asgiref.sync import sync_to_async
 
-    from live.broadcast import broadcast, flush
+    from live.delivery import flush, publish
 
     settings.CHANNEL_LAYERS = {
-        "default": {
+        LAYER: {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {"hosts": [redis_url], "prefix": f"push-{uuid.uuid4().hex[:8]}", "capacity": 1000},
         }
     }
-    layer = get_channel_layer()
+    layer = get_channel_layer(LAYER)
 
     def push_all():
         for seq in range(1, 301):
-            broadcast(seq, 1, f"event {seq}")  # queued: the caller does not wait on Redis
+            publish(seq, 1, f"event {seq}")  # queued: the caller does not wait on Redis
         flush()
 
     async def listen():
@@ -193,7 +181,7 @@ def test_a_command_that_stores_entries_sends_their_pushes_before_it_exits(stack,
     growing = GrowingFeed(feed_server, "/command.xml", "command")
     growing.append(3)
     Feed.objects.create(url=growing.url)
-    layer = get_channel_layer()  # the stack's Redis (the `writes` fixture points the test at it)
+    layer = get_channel_layer(LAYER)  # the stack's Redis (the `writes` fixture points the test at it)
 
     def fetch_in_a_process():
         env = {**os.environ, **stack.env}

@@ -4,7 +4,6 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.test import AsyncClient
 
 from feeds.models import Entry, Feed
@@ -24,7 +23,6 @@ async def next_event(chunks):
 
 
 async def test_it_resumes_after_last_event_id_then_streams_live():
-    await get_channel_layer().flush()
     feed = await Feed.objects.acreate(url="https://example.com/feed.xml")
     await sync_to_async(store)(feed, document(item("a")))
     first = await Entry.objects.aget()

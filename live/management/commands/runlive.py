@@ -9,7 +9,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.urls import Resolver404, resolve
 
 from config.celery import app as celery_app
-from live.broadcast import register_server_loop
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
 
     def handle(self, *args, host, port, **options):
-        if not settings.EMBEDDED:
-            raise CommandError("runlive is the embedded mode: unset REDIS_URL, or use the Procfile.")
+        if not celery_app.conf.task_always_eager:
+            raise CommandError("runlive runs the tasks in this process: unset REDIS_URL, or use the Procfile")
         local = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         base = f"http://{local}:{port}"
         start = f"{base}/"
@@ -47,8 +46,6 @@ class Command(BaseCommand):
         asyncio.run(self.serve(host, port))
 
     async def serve(self, host: str, port: int):
-        # The in-memory channel layer lives on this loop; task threads hop onto it to broadcast.
-        register_server_loop(asyncio.get_running_loop())
         config = uvicorn.Config(
             "config.asgi:application",
             host=host,
