@@ -1,11 +1,10 @@
 import asyncio
-from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from live.events import parse_cursor
 from live.frames import shared_socket
 from live.hub import Dropped, current_seq, get_hub
+from live.query import BadQuery, stream_query
 
 # Close codes the page understands: it reconnects with its cursor after 4008.
 BAD_REQUEST = 4400
@@ -24,14 +23,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
         await super().__call__(scope, receive, send)
 
     async def connect(self):
-        query = parse_qs(self.scope["query_string"].decode())
         try:
-            after = parse_cursor(query.get("after", [None])[0])
-            feed = query.get("feed", [None])[0]
-            feed_id = int(feed) if feed else None
-        except ValueError:
+            query = stream_query(self.scope["query_string"])
+        except BadQuery:
             await self.close(code=BAD_REQUEST)
             return
+        after, feed_id = query.after, query.feed
         hub = get_hub()
         if after is None:
             # "From now on" means from this connection, not from whenever the hub is ready.

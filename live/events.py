@@ -70,13 +70,3 @@ def as_created(text: str) -> str:
 
 def encode(message: dict) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
-
-
-def parse_cursor(value: str | None) -> int | None:
-    """A cursor is opaque to clients; here it is the decimal change number. Raises ValueError."""
-    if value in (None, ""):
-        return None
-    number = int(value)
-    if number < 0 or number > 2**62:
-        raise ValueError("cursor out of range")
-    return number

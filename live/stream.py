@@ -4,8 +4,8 @@ import asyncio
 
 from django.http import JsonResponse, StreamingHttpResponse
 
-from live.events import parse_cursor
 from live.hub import Dropped, current_seq, get_hub
+from live.query import BadQuery, stream_query
 
 KEEPALIVE = 15.0
 
@@ -13,16 +13,13 @@ KEEPALIVE = 15.0
 async def stream(request):
     """GET /api/stream/: the same events as the socket. Resumes from Last-Event-ID (or ?after=)."""
     try:
-        after = parse_cursor(request.headers.get("Last-Event-ID") or request.GET.get("after"))
-        feed = request.GET.get("feed")
-        feed_id = int(feed) if feed else None
-    except ValueError:
+        query = stream_query(request.GET, last_event_id=request.headers.get("Last-Event-ID"))
+    except BadQuery:
         return JsonResponse(
             {"error": "Last-Event-ID, after and feed must be non-negative integers"}, status=400
         )
-    if after is None:
-        after = await current_seq()
-    subscription = get_hub().subscribe(after, feed_id)
+    after = query.after if query.after is not None else await current_seq()
+    subscription = get_hub().subscribe(after, query.feed)
     response = StreamingHttpResponse(events(subscription), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold events back

@@ -10,7 +10,8 @@ from django.views.decorators.http import require_GET
 
 from feeds.changelog import changes_after, latest_seq
 from feeds.models import Entry, Feed
-from live.events import entry_data, event_type, iso, parse_cursor
+from live.events import entry_data, event_type, iso
+from live.query import BadQuery, number, number_or_none
 
 PAGE_SIZE = 50
 MAX_LIMIT = 500
@@ -25,8 +26,8 @@ def visible_entries():
 def index(request):
     """The newest entries (or those before `before`), rendered by the server; the script then
     follows the live socket."""
-    feed_id = _int_or_none(request.GET.get("feed"))
-    before = _int_or_none(request.GET.get("before"))
+    feed_id = number_or_none(request.GET.get("feed"))
+    before = number_or_none(request.GET.get("before"))
     # Read the cursor first: every change up to it is in the list or arrives over the socket.
     cursor = latest_seq()
     entries = visible_entries().filter(created_seq__lte=cursor)
@@ -66,13 +67,14 @@ def api_entries(request):
     """Entries as events. `after`: changes since a cursor, oldest first. Else newest first,
     paged with `before` (the `next` link), with the `cursor` to follow the socket from."""
     try:
-        after = parse_cursor(request.GET.get("after"))
-        before = parse_cursor(request.GET.get("before"))
-        limit = min(int(request.GET.get("limit", PAGE_SIZE)), MAX_LIMIT)
-        feed_id = _int_or_none(request.GET.get("feed"), strict=True)
-        if limit < 1:
-            raise ValueError
-    except ValueError:
+        after = number(request.GET.get("after"))
+        before = number(request.GET.get("before"))
+        limit = number(request.GET.get("limit", str(PAGE_SIZE)))
+        feed_id = number(request.GET.get("feed"))
+        if not limit:
+            raise BadQuery("limit")
+        limit = min(limit, MAX_LIMIT)
+    except BadQuery:
         return JsonResponse(
             {"error": "after, before, limit and feed must be non-negative integers"}, status=400
         )
@@ -166,17 +168,3 @@ def _demo(period: int, title: str, guid: str, name: str, text: str) -> HttpRespo
         + "</channel></rss>"
     )
     return HttpResponse(body, content_type="application/rss+xml; charset=utf-8")
-
-
-def _int_or_none(value, strict=False):
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-        if number < 0:
-            raise ValueError
-        return number
-    except ValueError:
-        if strict:
-            raise
-        return None

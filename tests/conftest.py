@@ -113,6 +113,14 @@ def stack(transactional_db, settings, redis_url, static_files):
             wait_until(lambda: "beat: Starting" in proc.output(), 30, what=f"beat\n{proc.output()}")
             return proc
 
+        def pipeline(self, workers: int = 1) -> str:
+            """A web process, `workers` workers and the beat: the whole pipeline; the web's URL."""
+            url, _ = self.web()
+            for _ in range(workers):
+                self.worker()
+            self.beat()
+            return url
+
         def logs(self) -> str:
             return "\n".join(f"===== {p.name} (pid {p.pid})\n{p.output()[-4000:]}" for p in procs)
 

@@ -15,9 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.mark.django_db(transaction=True)
 def test_an_appended_item_appears_on_the_open_page_without_a_reload(stack, feed_server, browser):
-    web, _ = stack.web()
-    stack.worker()
-    stack.beat()
+    web = stack.pipeline()
     feed = GrowingFeed(feed_server, "/page.xml", "page")
     feed.append()
     Feed.objects.create(url=feed.url, interval=5)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from feeds.ingest import store
+from feeds.store import store
 from feeds.models import Entry, Feed
 from tests.factories import document, item
 from tests.procs import wait_until

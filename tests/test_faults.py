@@ -43,9 +43,7 @@ def assert_clients_match_database(clients, stack, timeout=30):
 
 def test_redis_killed_and_restarted_mid_stream_loses_nothing(stack, feed_server, own_redis):
     stack.env["REDIS_URL"] = own_redis.url
-    web, _ = stack.web()
-    stack.worker()
-    stack.beat()
+    web = stack.pipeline()
     feeds = [GrowingFeed(feed_server, f"/r{n}.xml", f"r{n}") for n in range(3)]
     for feed in feeds:
         Feed.objects.create(url=feed.url, interval=5)
@@ -129,10 +127,7 @@ def test_two_beats_fetch_each_feed_at_most_once_per_interval(stack, feed_server)
 
 
 def test_a_client_disconnected_during_a_500_entry_burst_from_two_workers(stack, feed_server):
-    web, _ = stack.web()
-    stack.worker()
-    stack.worker()
-    stack.beat()
+    web = stack.pipeline(workers=2)
     feeds = [GrowingFeed(feed_server, f"/burst{n}.xml", f"burst{n}") for n in range(10)]
     for feed in feeds:
         Feed.objects.create(url=feed.url, interval=5)
@@ -154,9 +149,7 @@ def test_a_client_disconnected_during_a_500_entry_burst_from_two_workers(stack, 
 def test_garbage_and_oversized_frames_close_only_that_socket(stack, feed_server):
     from websockets.sync.client import connect
 
-    web, _ = stack.web()
-    stack.worker()
-    stack.beat()
+    web = stack.pipeline()
     feed = GrowingFeed(feed_server, "/frames.xml", "frames")
     Feed.objects.create(url=feed.url, interval=5)
     polite = ResumingClient(web, latest_cursor())

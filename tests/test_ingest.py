@@ -23,6 +23,7 @@ from feeds.schedule import PAUSE_AFTER_ERRORS, REDIRECTS_TO_MOVE
 from feeds.store import MAX_UPDATES_PER_ENTRY
 from feeds.tasks import dispatch_due_feeds
 from tests.feedserver import rss
+from tests.threads import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -612,21 +613,7 @@ def test_concurrent_fetches_of_one_feed_fetch_once(feed_server, release):
         handler.wfile.write(body)
 
     feed = add(feed_server.route("/slow.xml", handler=slow))
-    barrier = threading.Barrier(3)
-    outcomes = []
-
-    def run():
-        from django.db import connection
-
-        barrier.wait()
-        outcomes.append(str(fetch_and_store(feed.pk)))
-        connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    outcomes = [str(outcome) for outcome in at_once(lambda: fetch_and_store(feed.pk), 3)]
 
     assert sorted(outcomes) == ["1 new, 0 updated"] + ["skipped: already being fetched"] * 2
     assert feed_server.hits["/slow.xml"] == 1

@@ -57,9 +57,7 @@ def test_an_appended_item_reaches_every_client_once_within_6_seconds(stack, feed
 
 
 def test_an_idle_socket_stays_open_for_60_seconds_and_gets_the_next_entry(stack, feed_server):
-    web, _ = stack.web()
-    stack.worker()
-    stack.beat()
+    web = stack.pipeline()
     feed = GrowingFeed(feed_server, "/idle.xml", "idle")
     feed.append()
     Feed.objects.create(url=feed.url, interval=5)

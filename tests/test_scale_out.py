@@ -70,9 +70,7 @@ def test_two_webs_two_workers_one_beat_deliver_exactly_once_and_report_readiness
 
 def test_readyz_turns_unhealthy_without_redis_and_healthy_when_it_returns(stack, own_redis):
     stack.env["REDIS_URL"] = own_redis.url
-    web, _ = stack.web()
-    stack.worker()
-    stack.beat()
+    web = stack.pipeline()
     wait_until(lambda: readyz(web)[0] == 200, 30, what=f"ready\n{readyz(web)}\n{stack.logs()}")
     status, body = readyz(web)
     assert body["status"] == "ok"

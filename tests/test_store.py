@@ -1,14 +1,12 @@
 """Storing a parsed document: the database's unique constraint decides what is new."""
 
-import threading
-
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from feeds.models import Entry, Feed
 from feeds.store import MAX_UPDATES_PER_ENTRY, store
 from tests.factories import document, item
+from tests.threads import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -76,18 +74,6 @@ def test_it_records_the_feed_title(feed):
 def test_concurrent_stores_of_one_document_never_duplicate():
     feed = Feed.objects.create(url="https://example.com/race.xml")
     doc = document(*[item(f"e{n}") for n in range(30)])
-    barrier = threading.Barrier(4)
-    results = []
-
-    def run():
-        barrier.wait()
-        results.append(store(Feed.objects.get(pk=feed.pk), doc))
-        connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results = at_once(lambda: store(Feed.objects.get(pk=feed.pk), doc), 4)
     assert Entry.objects.count() == 30
     assert sum(new for new, _ in results) == 30
