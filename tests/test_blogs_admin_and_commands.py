@@ -8,8 +8,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from blogs.models import Blog, BlogChange, BlogSource, add_source, end_blog, remove_source, update_due_blogs
-from feeds.ingest import store
 from feeds.models import Feed
+from feeds.store import store
 from tests.factories import document, item
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("static_files")]

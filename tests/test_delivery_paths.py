@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from feeds.store import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from tests.factories import document, item
 from tests.procs import wait_until
 from tests.wsclient import LiveClient
