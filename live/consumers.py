@@ -3,8 +3,9 @@ import asyncio
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from live.frames import shared_socket
-from live.hub import Dropped, current_seq, get_hub
+from live.hub import get_hub
 from live.query import BadQuery, stream_query
+from live.subscription import Dropped, current_seq
 
 # Close codes the page understands: it reconnects with its cursor after 4008.
 BAD_REQUEST = 4400

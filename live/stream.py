@@ -4,8 +4,9 @@ import asyncio
 
 from django.http import JsonResponse, StreamingHttpResponse
 
-from live.hub import Dropped, current_seq, get_hub
+from live.hub import get_hub
 from live.query import BadQuery, stream_query
+from live.subscription import Dropped, current_seq
 
 KEEPALIVE = 15.0
 

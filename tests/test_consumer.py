@@ -168,8 +168,9 @@ async def test_a_client_that_sends_anything_is_closed_and_others_are_not(feed):
 
 async def test_a_reader_that_falls_too_far_behind_is_dropped_with_bounded_memory(monkeypatch):
     from live import hub as hub_module
+    from live import subscription as subscription_module
 
-    monkeypatch.setattr(hub_module, "QUEUE_LIMIT", 3)
+    monkeypatch.setattr(subscription_module, "QUEUE_LIMIT", 3)
     hub = hub_module.Hub()
     hub.ready.set()
     subscription = hub.subscribe(after=None, feed_id=None)
@@ -177,7 +178,7 @@ async def test_a_reader_that_falls_too_far_behind_is_dropped_with_bounded_memory
     for seq in range(1, 10):
         hub.deliver(seq, 1, seq, f"event {seq}")
     assert subscription.queue.qsize() == 1  # the backlog is gone, only the "come back" mark is left
-    with pytest.raises(hub_module.Dropped):
+    with pytest.raises(subscription_module.Dropped):
         async for _ in subscription:
             pass
 
@@ -226,6 +227,7 @@ async def test_each_event_names_the_change_before_it_in_the_readers_stream(feed)
 
 def counting_database_reads(monkeypatch) -> list:
     from live import hub as hub_module
+    from live import subscription
 
     reads = []
 
@@ -236,8 +238,9 @@ def counting_database_reads(monkeypatch) -> list:
 
         return wrapper
 
-    monkeypatch.setattr(hub_module, "replay_page", counted(hub_module.replay_page))
-    monkeypatch.setattr(hub_module, "current_seq", counted(hub_module.current_seq))
+    for module in (hub_module, subscription):  # the hub's reads and its readers'
+        monkeypatch.setattr(module, "replay_page", counted(module.replay_page))
+        monkeypatch.setattr(module, "current_seq", counted(module.current_seq))
     return reads
 
 

@@ -1,0 +1,154 @@
+"""One reader's stream (a socket or an SSE response), fed by its process's hub (live/hub.py)."""
+
+import asyncio
+
+from channels.db import database_sync_to_async
+
+from live import metrics
+from live.events import with_prev
+from live.frames import Socket, text_frame
+from live.replay import PAGE, encoded_changes, latest_seq
+
+# Not thread-sensitive: these run from the hub's own task and from any reader, never inside a
+# request's executor, which would be gone by the time the hub calls again.
+replay_page = database_sync_to_async(encoded_changes, thread_sensitive=False)
+current_seq = database_sync_to_async(latest_seq, thread_sensitive=False)
+
+# A reader this far behind is dropped; it reconnects with its cursor and replays from the database.
+QUEUE_LIMIT = 1000
+
+
+class Dropped(Exception):
+    """The reader fell too far behind, or delivery failed: it must resume from its cursor."""
+
+
+class Subscription:
+    """One reader's stream: what came after its cursor, then live changes; each once, in order.
+
+    Iterating yields (change number, encoded event): the replay, then live events, forever. With a
+    shared socket (live/frames.py), `stream_to` writes the replay as frames instead and returns
+    once the reader has caught up; from then on the hub writes each live event's shared frame to
+    the socket itself, with no queue and no task per reader; `on_drop` is then how the reader
+    learns it must go and resume.
+    """
+
+    def __init__(
+        self,
+        hub,
+        after: int | None,
+        feed_id: int | None,
+        socket: Socket | None = None,
+        on_drop=None,
+    ):
+        self.hub = hub
+        self.after = after
+        self.feed_id = feed_id
+        self.socket = socket
+        self.on_drop = on_drop
+        self.queue: asyncio.Queue | None = asyncio.Queue(QUEUE_LIMIT)
+        self.last = 0
+        self.dropped = False
+        self.live = False  # caught up, written to directly by the hub
+
+    def offer(self, event) -> None:
+        if self.dropped or not self.wants(event.feed_id):
+            return
+        if self.live:
+            if event.seq > self.last:
+                self.last = event.seq
+                socket = self.socket
+                if not socket.write(event.frame(self.feed_id is not None, False, socket.deflate)):
+                    self.drop()
+            return
+        try:
+            self.queue.put_nowait((event.seq, (event, False)))
+        except asyncio.QueueFull:
+            self.drop()
+
+    def text(self, item) -> str:
+        """An item of the stream: a text read from the database, or (event, told as created)."""
+        if isinstance(item, str):
+            return item
+        event, created = item
+        return event.text(self.feed_id is not None, created)
+
+    def frame(self, item, deflate: int | None) -> bytes:
+        if isinstance(item, str):
+            return text_frame(item, deflate)  # read from the database for this reader alone
+        event, created = item
+        return event.frame(self.feed_id is not None, created, deflate)
+
+    def drop(self) -> None:
+        # Memory stays bounded: forget the backlog; the reader comes back with its cursor.
+        if self.dropped:
+            return
+        self.dropped = True
+        if self.live:
+            self.on_drop()
+            return
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait((None, None))  # wakes the reader if it is waiting
+
+    def close(self) -> None:
+        if self in self.hub.subscriptions:
+            self.hub.subscriptions.discard(self)
+            metrics.connected_clients.dec()
+
+    async def __aiter__(self):
+        async for seq, item in self.items():
+            yield seq, self.text(item)
+
+    async def stream_to(self, socket: Socket) -> None:
+        """Write the replay to the socket as frames; return once caught up (the hub goes on)."""
+        async for _, item in self.items():
+            if not socket.write(self.frame(item, socket.deflate)):
+                raise Dropped
+            await socket.drain()
+
+    async def items(self):
+        hub = self.hub
+        await hub.ready.wait()
+        if self.after is not None and self.after >= hub.floor:
+            # Everything this reader missed is in the hub's memory: a thousand readers
+            # reconnecting after a deploy cost the database nothing. Events, not copies: one
+            # the hub forgets meanwhile lives on only until this reader has sent it.
+            after = self.after
+            missed = [e for e in hub.recent if e.seq > after and self.wants(e.feed_id)]
+            self.last = max(hub.last, after)
+            for event in missed:
+                # Its creation was superseded before the hub had it: for a reader who never
+                # saw this entry appear, it is new.
+                yield event.seq, (event, after < event.created < event.seq)
+        else:
+            async for seq, text in self.replay():
+                yield seq, text
+        while True:
+            if self.socket is not None and self.queue.empty():
+                # Caught up, with no await since the check: nothing can slip in between.
+                self.live = True
+                self.queue = None
+                return
+            seq, item = await self.queue.get()
+            if seq is None:
+                raise Dropped
+            if seq > self.last:
+                self.last = seq
+                yield seq, item
+
+    async def replay(self):
+        # Subscribed first, then read the database: a change committed in between arrives both
+        # ways and the copy is dropped by its number; none falls between the two.
+        latest = await current_seq()
+        self.last = latest if self.after is None else min(self.after, latest)
+        prev = self.last
+        while self.last < latest:
+            rows = await replay_page(self.last, latest, self.feed_id, self.after)
+            for seq, _, _, text in rows:
+                yield seq, with_prev(text, prev)
+                prev = seq
+            self.last = rows[-1][0] if len(rows) == PAGE else latest
+
+    def wants(self, feed_id: int | None) -> bool:
+        # A post (no feed) belongs to its blog's stream, not to the river of sources.
+        return feed_id is not None and (self.feed_id is None or feed_id == self.feed_id)
