@@ -10,7 +10,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_http_methods
 
 from blogs.models import Blog
-from editors import actions
+from editors import actions, markdown
 from editors.auth import api_view, error
 from live.events import entry_data, event
 
@@ -60,10 +60,34 @@ def posts(request, user, via, slug):
     return _run(slug, lambda blog: _item(actions.create_post(blog, user, **_body(request), via=via), 201))
 
 
-@require_http_methods(["PATCH", "DELETE"])
+@require_http_methods(["POST"])
+@api_view("editors.post")
+def preview(request, user, via, slug):
+    """POST {"body": "Markdown"}: the HTML a post with this body would show; nothing is stored."""
+
+    def render(blog):
+        fields = _body(request)
+        if not isinstance(fields.get("body", ""), str):
+            raise actions.EditorialError("body must be a string (Markdown)")
+        return JsonResponse({"summary_html": markdown.render(fields.get("body", ""))})
+
+    return _run(slug, render)
+
+
+@require_http_methods(["GET", "PATCH", "DELETE"])
 @api_view("editors.post")
 def post(request, user, via, slug, pk):
-    """PATCH: edit a post's title or body. DELETE: take it off every page (204)."""
+    """GET: the post with its Markdown `body`. PATCH: edit its title or body. DELETE: take it off
+    every page (204)."""
+    if request.method == "GET":
+
+        def show(blog):
+            post = actions.blog_entry(blog, pk)
+            if post.kind != "post":
+                raise actions.NotFound(f"no post {pk} in the blog {blog.slug!r}")
+            return JsonResponse({**event(post), "body": post.body})
+
+        return _run(slug, show)
     if request.method == "DELETE":
 
         def remove(blog):

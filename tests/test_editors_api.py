@@ -262,3 +262,14 @@ def test_an_ended_blog_takes_no_more_posts(api, blog):
     answer = post(api)
     assert answer.status_code == 409
     assert answer.json()["error"] == "the blog 'storm' has ended; it can no longer change"
+
+
+def test_a_post_reads_back_with_its_markdown_and_previews_store_nothing(api, blog):
+    pk = post(api, body="Some *words*.").json()["entry"]["id"]
+    shown = api("get", f"/api/blogs/storm/posts/{pk}/")
+    assert shown.json()["body"] == "Some *words*."
+    assert shown.json()["entry"]["id"] == pk
+    count = Entry.objects.count()
+    previewed = api("post", "/api/blogs/storm/preview", {"body": "A <script>x</script> **b**"})
+    assert previewed.json() == {"summary_html": "<p>A &lt;script&gt;x&lt;/script&gt; <strong>b</strong></p>\n"}
+    assert Entry.objects.count() == count
