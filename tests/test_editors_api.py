@@ -271,5 +271,7 @@ def test_a_post_reads_back_with_its_markdown_and_previews_store_nothing(api, blo
     assert shown.json()["entry"]["id"] == pk
     count = Entry.objects.count()
     previewed = api("post", "/api/blogs/storm/preview", {"body": "A <script>x</script> **b**"})
-    assert previewed.json() == {"summary_html": "<p>A &lt;script&gt;x&lt;/script&gt; <strong>b</strong></p>\n"}
+    assert previewed.json() == {
+        "summary_html": "<p>A &lt;script&gt;x&lt;/script&gt; <strong>b</strong></p>\n"
+    }
     assert Entry.objects.count() == count
