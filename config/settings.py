@@ -244,6 +244,14 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# --- The web process's bounds (live/server.py): connections open at once (never more than the
+# file descriptors allow), per client address (0: no limit), and seconds to send request headers.
+WEB_MAX_CONNECTIONS = int(os.environ.get("WEB_MAX_CONNECTIONS", "10000"))
+WEB_MAX_CONNECTIONS_PER_CLIENT = int(os.environ.get("WEB_MAX_CONNECTIONS_PER_CLIENT", "100"))
+WEB_HEADER_TIMEOUT = float(os.environ.get("WEB_HEADER_TIMEOUT", "10"))
+# An API page stops at the entry that takes it past this many bytes (and links to the rest).
+API_PAGE_MAX_BYTES = int(os.environ.get("API_PAGE_MAX_BYTES", str(1024 * 1024)))
+
 # --- Operations
 # /metrics answers only with this bearer token; unset, it is not exposed at all.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
@@ -255,7 +263,15 @@ LOGGING = {
     "formatters": {
         "line": {"format": "level=%(levelname)s logger=%(name)s %(message)s"},
     },
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "line"}},
+    # A line repeated faster than a few times in 10 s is counted, not written: a flood of
+    # failures (thousands a second under attack) cannot fill the disk or hold the event loop.
+    "filters": {"repeats": {"()": "config.logfilter.RepeatFilter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["repeats"]}},
     "root": {"handlers": ["stdout"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        # uvicorn's own lines ("Invalid HTTP request received." per bad request) go through it too;
+        # its level stays uvicorn's (--log-level), its access log (uvicorn.access) untouched.
+        "uvicorn.error": {"handlers": ["stdout"], "propagate": False},
+    },
 }

@@ -2,8 +2,9 @@
 
 import asyncio
 import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
@@ -11,9 +12,14 @@ from django.http import JsonResponse
 from config.celery import app as celery_app
 from feeds.stats import BEAT_KEY
 from live import delivery
+from live.metrics import has_token
 
 # The beat ticks every 5 s; a tick older than this means the beat or every worker is gone.
 BEAT_STALE = 30.0
+# However many probes ask, the checks run at most once per this many seconds, on threads of their
+# own: never on the executor the hub and the readers' replays use.
+CACHE_SECONDS = 5.0
+CHECKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
 
 
 def healthz(request):
@@ -21,19 +27,53 @@ def healthz(request):
 
 
 async def readyz(request):
+    """200 or 503. The report (each check and its detail) only with the metrics token: failures
+    name hosts and errors."""
+    healthy, report = await latest_report()
+    body = {"status": "ok" if healthy else "unavailable"}
+    if has_token(request):
+        body["checks"] = report
+    return JsonResponse(body, status=200 if healthy else 503)
+
+
+class Report:
+    """The latest report of one event loop, and the run of checks under way, if any."""
+
+    def __init__(self):
+        self.value: tuple[bool, dict] | None = None
+        self.at = 0.0
+        self.running: asyncio.Task | None = None
+
+
+_reports: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Report]" = weakref.WeakKeyDictionary()
+
+
+async def latest_report() -> tuple[bool, dict]:
+    loop = asyncio.get_running_loop()
+    state = _reports.setdefault(loop, Report())
+    if state.value is not None and loop.time() - state.at < CACHE_SECONDS:
+        return state.value
+    if state.running is None:
+        state.running = loop.create_task(run_checks())
+        state.running.add_done_callback(lambda _: setattr(state, "running", None))
+    # Shielded: a probe that gives up does not cancel the run the others wait for.
+    state.value = await asyncio.shield(state.running)
+    state.at = loop.time()
+    return state.value
+
+
+async def run_checks() -> tuple[bool, dict]:
+    loop = asyncio.get_running_loop()
     checks = {
-        "database": sync_to_async(check_database, thread_sensitive=False)(),
-        "redis": sync_to_async(check_redis, thread_sensitive=False)(),
+        "database": loop.run_in_executor(CHECKS, check_database),
+        "redis": loop.run_in_executor(CHECKS, check_redis),
         "channel_layer": check_channel_layer(),
-        "beat": sync_to_async(check_beat, thread_sensitive=False)(),
-        "worker": sync_to_async(check_worker, thread_sensitive=False)(),
+        "beat": loop.run_in_executor(CHECKS, check_beat),
+        "worker": loop.run_in_executor(CHECKS, check_worker),
     }
     results = await asyncio.gather(*(guard(check) for check in checks.values()))
     report = {name: {"ok": ok, "detail": detail} for name, (ok, detail) in zip(checks, results, strict=True)}
-    healthy = all(ok for ok, _ in results)
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": report}, status=200 if healthy else 503
-    )
+    return all(ok for ok, _ in results), report
 
 
 async def guard(check) -> tuple[bool, str]:

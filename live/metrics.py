@@ -85,11 +85,16 @@ registry.register(SharedCollector())
 registry.register(DeliveryPathCollector())
 
 
-def metrics(request):
+def has_token(request) -> bool:
+    """The request carries `Authorization: Bearer $METRICS_TOKEN` (never true when it is unset)."""
     token = settings.METRICS_TOKEN
-    if not token:
-        raise Http404  # not configured: not exposed
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def metrics(request):
+    if not settings.METRICS_TOKEN:
+        raise Http404  # not configured: not exposed
+    if not has_token(request):
         return HttpResponse("a valid bearer token is required\n", status=401, content_type="text/plain")
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -25,14 +25,6 @@ def number(value: str | None) -> int | None:
     return parsed
 
 
-def number_or_none(value: str | None) -> int | None:
-    """As number(), for pages, where a bad value is ignored rather than refused."""
-    try:
-        return number(value)
-    except BadQuery:
-        return None
-
-
 @dataclass(frozen=True)
 class StreamQuery:
     """Where a reader of the live stream starts (`after`) and what it follows (`feed`)."""

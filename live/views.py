@@ -4,14 +4,15 @@ from xml.sax.saxutils import escape
 
 from django.conf import settings
 from django.db.models import Count, Q
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 
 from feeds.changelog import changes_after, latest_seq
 from feeds.models import Entry, Feed
-from live.events import entry_data, event_type, iso
-from live.query import BadQuery, number, number_or_none
+from live.events import encode, entry_data, event_type, iso
+from live.query import BadQuery, number
 
 PAGE_SIZE = 50
 MAX_LIMIT = 500
@@ -26,8 +27,13 @@ def visible_entries():
 def index(request):
     """The newest entries (or those before `before`), rendered by the server; the script then
     follows the live socket."""
-    feed_id = number_or_none(request.GET.get("feed"))
-    before = number_or_none(request.GET.get("before"))
+    try:
+        feed_id = number(request.GET.get("feed"))
+        before = number(request.GET.get("before"))
+    except BadQuery:
+        return HttpResponseBadRequest(
+            "feed and before must be non-negative integers\n", content_type="text/plain"
+        )
     # Read the cursor first: every change up to it is in the list or arrives over the socket.
     cursor = latest_seq()
     entries = visible_entries().filter(created_seq__lte=cursor)
@@ -63,9 +69,13 @@ def entry_detail(request, pk):
 
 
 @require_GET
+@gzip_page  # public, secret-free JSON: nothing for BREACH to guess
 def api_entries(request):
     """Entries as events. `after`: changes since a cursor, oldest first. Else newest first,
-    paged with `before` (the `next` link), with the `cursor` to follow the socket from."""
+    paged with `before` (the `next` link), with the `cursor` to follow the socket from.
+
+    A page ends at `limit` entries or at the entry that takes it past API_PAGE_MAX_BYTES, whichever
+    comes first; `next` continues from there."""
     try:
         after = number(request.GET.get("after"))
         before = number(request.GET.get("before"))
@@ -80,9 +90,8 @@ def api_entries(request):
         )
     page = {"limit": limit, **({"feed": feed_id} if feed_id is not None else {})}
     if after is not None:
-        rows = changes_after(after, feed_id=feed_id, limit=limit)
-        items = [_item(entry, after) for entry in rows]
-        page["after"] = rows[-1].seq if rows else after
+        rows = _within_bytes(changes_after(after, feed_id=feed_id, limit=limit), after)
+        page["after"] = rows[-1][0].seq if rows else after
     else:
         # Read first, as the index does: a reader that follows the socket from `cursor` misses nothing.
         cursor = latest_seq()
@@ -91,14 +100,16 @@ def api_entries(request):
             rows = rows.filter(feed_id=feed_id)
         if before is not None:
             rows = rows.filter(created_seq__lt=before)
-        rows = list(rows[:limit])
-        items = [_item(entry, None) for entry in rows]
-        page["before"] = rows[-1].created_seq if rows else None
-    next_url = f"{request.path}?{urlencode(page)}" if len(rows) == limit else None
-    body = {"items": items, "next": next_url}
+        rows = _within_bytes(list(rows[:limit]), None)
+        page["before"] = rows[-1][0].created_seq if rows else None
+    full = len(rows) == limit or (rows and rows[-1][2])
+    next_url = f"{request.path}?{urlencode(page)}" if full else None
+    tail = {"next": next_url}
     if after is None:
-        body["cursor"] = str(cursor)  # where a reader of this page resumes the live socket
-    return JsonResponse(body)
+        tail["cursor"] = str(cursor)  # where a reader of this page resumes the live socket
+    # Each item is encoded once, to measure it and to send it.
+    items = ",".join(text for _, text, _ in rows)
+    return HttpResponse(f'{{"items":[{items}],{encode(tail)[1:]}', content_type="application/json")
 
 
 def _item(entry: Entry, after: int | None) -> dict:
@@ -106,7 +117,22 @@ def _item(entry: Entry, after: int | None) -> dict:
     return {"type": kind, "cursor": entry.cursor, "entry": entry_data(entry)}
 
 
+def _within_bytes(entries: list[Entry], after: int | None) -> list[tuple[Entry, str, bool]]:
+    """(entry, its encoded item, whether the page was cut after it) for the leading entries that
+    fit in API_PAGE_MAX_BYTES; always at least one, so that `next` always moves on."""
+    rows, size = [], 0
+    for entry in entries:
+        text = encode(_item(entry, after))
+        size += len(text.encode())
+        if rows and size > settings.API_PAGE_MAX_BYTES:
+            rows[-1] = (*rows[-1][:2], True)
+            break
+        rows.append((entry, text, False))
+    return rows
+
+
 @require_GET
+@gzip_page
 def api_feeds(request):
     feeds = Feed.objects.annotate(entry_count=Count("entries", filter=Q(entries__removed_at__isnull=True)))
     return JsonResponse(

@@ -14,6 +14,8 @@ from tests.feedserver import FeedServer
 from tests.procs import Proc, free_port, http_ok, run_procfile, wait_until
 
 TEST_REDIS_URL = os.environ.get("LIVELOG_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+# The stack's web processes show /readyz's details (and /metrics) to this bearer token.
+METRICS_TOKEN = "test-metrics-token"  # noqa: S105
 
 
 @pytest.fixture
@@ -89,6 +91,7 @@ def stack(transactional_db, settings, redis_url, static_files):
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "FEEDS_ALLOW_PRIVATE_NETWORKS": "true",
         "CONN_MAX_AGE": "0",
+        "METRICS_TOKEN": METRICS_TOKEN,
     }
     procs = []
 

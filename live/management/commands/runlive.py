@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.urls import Resolver404, resolve
 
 from config.celery import app as celery_app
+from live.server import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Command(BaseCommand):
             host=host,
             port=port,
             lifespan="off",
+            http=Protocol,  # the connection limit and the header deadline (live/server.py)
+            log_config=None,  # uvicorn's lines through the project's handler (repeats are counted)
             log_level="warning",
             ws="websockets-sansio",
             ws_per_message_deflate=True,  # compressed shared frames (live/frames.py)
