@@ -53,6 +53,9 @@ BENCH_ENV = {
     "SECURE_SSL_REDIRECT": "false",
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "LOG_LEVEL": "WARNING",
+    # Every reader connects from 127.0.0.1, and the 10,000-reader case holds them all at once.
+    "WEB_MAX_CONNECTIONS_PER_CLIENT": "0",
+    "WEB_MAX_CONNECTIONS": "20000",
 }
 
 # Keys of the bench entries: warm-up, hook cost with no readers, single entries, burst, 10k test.

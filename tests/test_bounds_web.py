@@ -126,7 +126,10 @@ def test_300_idle_streams_from_one_client_under_ulimit_256_leave_health_api_and_
             sock.close()
         reader.stop()
     log = proc.output()
-    assert "Too many open files" not in log
+    # asyncio accepts a backlog's worth of connections per turn of the loop, a few turns before
+    # the first can be refused: at this fd limit a burst may still run out for a moment. It then
+    # pauses accepting for a second, and says so in a few lines, not thousands.
+    assert log.count("out of system resource") <= 5, log[-3000:]
     assert len(log.encode()) < 20_000, log[-3000:]
 
 
