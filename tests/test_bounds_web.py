@@ -16,8 +16,8 @@ import pytest
 from django.test import Client
 
 from config.logfilter import RepeatFilter
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from live import health
 from tests.factories import document, item
 from tests.procs import Proc, free_port, http_ok, procfile, wait_until
