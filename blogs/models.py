@@ -175,7 +175,9 @@ def _record_addition(source: BlogSource) -> None:
         kind=BlogChange.Kind.SOURCE_ADDED,
         feed_id=source.feed_id,
     )
-    recent = Entry.objects.filter(feed_id=source.feed_id, removed_at__isnull=True, created_seq__isnull=False)
+    recent = Entry.objects.filter(
+        feed_id=source.feed_id, removed_at__isnull=True, review="", created_seq__isnull=False
+    )
     for entry in reversed(list(recent.order_by("-created_seq")[:BROUGHT_IN])):
         BlogChange.objects.create(
             blog_id=source.blog_id,

@@ -5,10 +5,11 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from live.frames import shared_socket
 from live.hub import get_hub
 from live.query import BadQuery, stream_query
-from live.subscription import Dropped, current_seq
+from live.subscription import Dropped, current_seq, find_blog
 
 # Close codes the page understands: it reconnects with its cursor after 4008.
 BAD_REQUEST = 4400
+NOT_FOUND = 4404  # no blog with that slug
 TOO_SLOW = 4008
 
 
@@ -30,13 +31,19 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=BAD_REQUEST)
             return
         after, feed_id = query.after, query.feed
+        blog = None
+        if query.blog is not None:
+            blog = await find_blog(query.blog)
+            if blog is None:
+                await self.close(code=NOT_FOUND)
+                return
         hub = get_hub()
         if after is None:
             # "From now on" means from this connection, not from whenever the hub is ready.
             after = hub.last if hub.ready.is_set() else await current_seq()
         socket = shared_socket(self.asgi_send)  # before accepting: it settles compression
         await self.accept()
-        self.subscription = hub.subscribe(after, feed_id, socket, self.dropped)
+        self.subscription = hub.subscribe(after, feed_id, socket, self.dropped, blog)
         self.pump = asyncio.get_running_loop().create_task(self.forward(socket))
 
     async def forward(self, socket):

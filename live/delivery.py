@@ -29,7 +29,9 @@ GROUP = "live"
 BATCH = 100
 
 
-def publish(seq: int, feed_id: int, text: str, created: int = 0) -> None:
+def publish(
+    seq: int, feed_id: int | None, text: str, created: int = 0, blog: int | None = None, kind: str = ""
+) -> None:
     """Send an encoded event to every web process. Never raises: a failed push must not fail a write.
 
     Readers that miss it heal from the database: the next event reveals the gap in `seq`, each
@@ -46,6 +48,10 @@ def publish(seq: int, feed_id: int, text: str, created: int = 0) -> None:
         "text": text,
         "committed_at": time.time(),
     }
+    if blog is not None:
+        # With `kind`, a blog's own change (blogs.models.BlogChange); without, an editor's post in
+        # it. Either is for that blog's readers only.
+        message["blog"], message["kind"] = blog, kind
     try:
         transport().publish(message)
     except Exception:

@@ -2,7 +2,7 @@
 
 import json
 
-from feeds.models import Entry
+from feeds.models import Entry, Feed
 
 
 def iso(value) -> str | None:
@@ -47,6 +47,41 @@ def event_type(entry: Entry, after: int | None = None) -> str:
 
 def event(entry: Entry, after: int | None = None) -> dict:
     return {"type": event_type(entry, after), "cursor": entry.cursor, "entry": entry_data(entry)}
+
+
+def blog_data(blog) -> dict:
+    return {
+        "id": blog.pk,
+        "slug": blog.slug,
+        "title": blog.title,
+        "description": blog.description,
+        "state": blog.state,
+        "starts_at": iso(blog.starts_at),
+        "ends_at": iso(blog.ends_at),
+        "image_url": blog.image_url,
+        "url": f"/blogs/{blog.slug}/",
+    }
+
+
+def change_event(change, after: int | None = None) -> dict:
+    """A blog's own change (blogs.models.BlogChange) as its readers are told it.
+
+    `blog.updated` and `blog.ended` carry the blog; `source.added` and `source.removed` the feed
+    (pages drop a removed source's entries); an entry brought in with its new source is an
+    `entry.created` (or `entry.deleted`, if removed since) with this change's cursor.
+    """
+    message = {"type": change.kind, "cursor": str(change.seq)}
+    if change.kind in ("blog.updated", "blog.ended"):
+        message["blog"] = blog_data(change.blog)
+    elif change.kind in ("source.added", "source.removed"):
+        feed = Feed.objects.filter(pk=change.feed_id).first()
+        message["feed"] = {"id": change.feed_id, "title": (feed.title or feed.url) if feed else ""}
+    else:
+        entry = change.entry
+        if entry.removed_at is not None:
+            message["type"] = "entry.deleted"
+        message["entry"] = entry_data(entry)
+    return message
 
 
 def with_prev(text: str, prev: int | None) -> str:

@@ -18,14 +18,16 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from live import delivery, metrics
+from live.channels import Routes, channels_of
 from live.events import as_created, with_prev
 from live.frames import Socket, text_frame
-from live.replay import PAGE, latest_encoded
-from live.subscription import Subscription, current_seq, replay_page
+from live.replay import latest_encoded, live_sources
+from live.subscription import Subscription, catch_up_page, current_seq
 
 log = logging.getLogger(__name__)
 
 newest_changes = database_sync_to_async(latest_encoded, thread_sensitive=False)
+sources_of_live_blogs = database_sync_to_async(live_sources, thread_sensitive=False)
 
 # How often the hub renews its subscription and looks for a change it was never sent.
 HEARTBEAT = 10.0
@@ -34,42 +36,51 @@ RECENT = 5000
 
 
 class Event:
-    """One change as this process delivers it, encoded once per kind of reader.
+    """One change as this process delivers it, encoded once per channel (live/channels.py).
 
-    Readers of every feed and readers of one feed differ in `prev` (the change delivered before
-    this one, of any feed or of the same feed); a reader replaying from memory who never saw the
-    entry appear is told it as created. Each text, and each WebSocket frame of it per compression
-    parameter set, is made on first use, kept, and written as is to every socket that wants it:
-    no reader costs a decoding, an encoding or a compression. Identical variants share one object.
+    Channels differ in `prev` (the change before this one in each reader's stream); a reader
+    replaying from memory who never saw the entry appear is told it as created. Each text, and each
+    WebSocket frame of it per compression parameter set, is made on first use, kept, and written as
+    is to every socket that wants it: no reader costs a decoding, an encoding or a compression.
+    Identical variants share one object (channels with the same `prev` share their text).
+
+    An entry's change (a post too: no feed) lists in `blogs` the blogs it goes to; a blog's own
+    change (blogs.models.BlogChange) has `blog` set.
     """
 
-    __slots__ = ("seq", "feed_id", "created", "prev", "feed_prev", "encoded", "size", "hub")
+    __slots__ = ("seq", "feed_id", "created", "base", "blog", "blogs", "prevs", "encoded", "size", "hub")
 
-    def __init__(self, hub, seq: int, feed_id: int, created: int, text: str, prev, feed_prev):
+    def __init__(self, hub, seq: int, feed_id, created: int, text: str, prevs: dict, blog=None, blogs=()):
         self.seq, self.feed_id, self.created = seq, feed_id, created
-        self.prev, self.feed_prev = prev, feed_prev
+        self.blog, self.blogs, self.prevs = blog, blogs, prevs
         self.hub = hub  # None once the hub forgot it: its later variants are no longer counted
         self.encoded: dict[tuple, str | bytes] = {}
-        self.size = 0
-        self._keep((False, False), with_prev(text, prev))
+        self.base = text  # without `prev`
+        self.size = sys.getsizeof(text)
+        if hub is not None:
+            hub.grew(self.size)
 
-    def text(self, feed: bool, created: bool = False) -> str:
-        key = (feed, created)
+    def text(self, channel: tuple, created: bool = False) -> str:
+        key = (channel, created)
         text = self.encoded.get(key)
         if text is None:
             if created:
-                base = self.text(feed)
+                base = self.text(channel)
                 text = as_created(base)
                 text = base if text == base else text
             else:
-                text = self.encoded[(False, False)]
-                if self.feed_prev != self.prev:
-                    text = with_prev(without_prev(text, self.prev), self.feed_prev)
+                prev = self.prevs.get(channel)
+                same = (
+                    v
+                    for (c, cr, *d), v in self.encoded.items()
+                    if not (cr or d) and self.prevs.get(c) == prev
+                )
+                text = next(same, None) or with_prev(self.base, prev)
             self._keep(key, text)
         return text
 
-    def frame(self, feed: bool, created: bool = False, deflate: int | None = None) -> bytes:
-        text = self.text(feed, created)
+    def frame(self, channel: tuple, created: bool = False, deflate: int | None = None) -> bytes:
+        text = self.text(channel, created)
         # The key of the first variant with this very text: equal texts share their frames.
         first = next(k for k, v in self.encoded.items() if v is text)
         key = (*first, deflate)
@@ -89,16 +100,15 @@ class Event:
                 self.hub.grew(size)
 
 
-def without_prev(text: str, prev: int | None) -> str:
-    return text if prev is None else "{" + text[len(f'{{"prev":"{prev}",') :]
-
-
 class Hub:
     def __init__(self):
         self.subscriptions: set[Subscription] = set()
+        self.channels: dict[tuple, set[Subscription]] = {}  # channel -> its readers
+        # Blog id -> feed -> readers of that feed in that blog: where the whole blog's changes also go.
+        self.blog_filters: dict[int, dict[int, int]] = {}
+        self.routes = Routes()
         self.ready = asyncio.Event()
         self.last = 0  # every change up to here is handled: delivered, or superseded by a later one
-        self.delivered = 0  # the last change handed to readers: what the next one follows (`prev`)
         # The latest events, in order. Every change after `floor` is here (or a later change of
         # the same entry is), so a reader whose cursor is at least `floor` replays from memory.
         # Bounded by count and by bytes (every variant of every event it holds, LIVE_HISTORY_BYTES).
@@ -106,20 +116,39 @@ class Hub:
         self.memory = 0
         self.max_memory = settings.LIVE_HISTORY_BYTES
         self.floor = 0
-        self.last_of_feed: dict[int, int] = {}  # since joining: what a feed's next event follows
         self.inbox: delivery.Inbox | None = None
         self.task: asyncio.Task | None = None
 
     def subscribe(
-        self, after: int | None, feed_id: int | None, socket: Socket | None = None, on_drop=None
+        self, after: int | None, feed_id: int | None, socket: Socket | None = None, on_drop=None, blog=None
     ) -> Subscription:
         if self.task is None or self.task.done():
             # A fresh context: the hub outlives the request or socket that happened to start it.
             self.task = asyncio.get_running_loop().create_task(self.run(), context=contextvars.Context())
-        subscription = Subscription(self, after, feed_id, socket, on_drop)
+        subscription = Subscription(self, after, feed_id, socket, on_drop, blog)
         self.subscriptions.add(subscription)
+        self.channels.setdefault(subscription.channel, set()).add(subscription)
+        if blog is not None and feed_id is not None:
+            filters = self.blog_filters.setdefault(blog.pk, {})
+            filters[feed_id] = filters.get(feed_id, 0) + 1
         metrics.connected_clients.inc()
         return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
+        channel = subscription.channel
+        readers = self.channels.get(channel)
+        if readers is not None:
+            readers.discard(subscription)
+            if not readers:
+                del self.channels[channel]
+        if len(channel) == 3:
+            filters = self.blog_filters[channel[1]]
+            filters[channel[2]] -= 1
+            if not filters[channel[2]]:
+                del filters[channel[2]]
+                if not filters:
+                    del self.blog_filters[channel[1]]
 
     async def run(self):
         """Receive every event once for this process; if delivery fails, drop readers and rejoin."""
@@ -153,18 +182,25 @@ class Hub:
         process (after a deploy, entries committed meanwhile) replay from memory, not the database."""
         latest = await current_seq()
         rows = await newest_changes(latest, RECENT)
+        sources = sorted(await sources_of_live_blogs(), key=lambda source: source[2] or 0)
         for event in self.recent:
             event.hub = None
         self.recent.clear()
         self.memory = 0
-        self.last_of_feed.clear()
         # Every change after `floor` is among the rows, or superseded by one that is.
         self.floor = rows[0][0] - 1 if len(rows) == RECENT else 0
         # What the oldest row follows: nothing, if every change is here; else not known.
-        self.delivered = 0 if self.floor == 0 else None
+        self.routes.clear(everything_known=self.floor == 0)
+        # Each source is routed from its addition on, as the rows were made (one removed since is
+        # no longer known: a reader replaying from before its removal is told of the removal).
         for row in rows:
+            while sources and (sources[0][2] or 0) < row[0]:
+                self.routes.route(*sources.pop(0)[:2])
             self.remember(*row)
-        self.last = self.delivered = latest
+        for blog_id, feed_id, added in sources:
+            if (added or 0) <= latest:
+                self.routes.route(blog_id, feed_id)
+        self.last = latest
 
     async def heartbeat(self):
         while True:
@@ -180,38 +216,49 @@ class Hub:
         while True:
             for event in await self.inbox.receive():
                 # "created" is missing from a worker older than this web process: 0 keeps the type.
-                await self.on_event(event["seq"], event["feed"], event.get("created", 0), event["text"])
+                await self.on_event(
+                    event["seq"],
+                    event["feed"],
+                    event.get("created", 0),
+                    event["text"],
+                    event.get("blog"),
+                    event.get("kind", ""),
+                )
                 if "committed_at" in event:
                     metrics.delivered.observe(max(0.0, time.time() - event["committed_at"]))
 
-    async def on_event(self, seq: int, feed_id: int, created: int, text: str):
+    async def on_event(self, seq, feed_id, created, text, blog=None, kind=""):
         if seq <= self.last:
             return  # a copy of something already delivered
         if seq != self.last + 1:
             # Every lower number had committed when this one was sent: fetch the ones we missed.
             await self.catch_up(seq)
             return
-        self.deliver(seq, feed_id, created, text)
+        self.deliver(seq, feed_id, created, text, blog, kind)
 
     async def catch_up(self, upto: int):
         while self.last < upto:
-            rows = await replay_page(self.last, upto, None, None)
+            rows, more = await catch_up_page(self.last, upto)
             for row in rows:
                 self.deliver(*row)
-            if len(rows) < PAGE:
+            if not more:
                 self.last = upto
 
-    def deliver(self, seq: int, feed_id: int, created: int, text: str):
-        event = self.remember(seq, feed_id, created, text)
-        for subscription in list(self.subscriptions):
-            subscription.offer(event)
+    def deliver(self, seq, feed_id, created, text, blog=None, kind=""):
+        """Hand a change to the readers of its channels; no other reader is looked at."""
+        event = self.remember(seq, feed_id, created, text, blog, kind)
+        for channel in channels_of(event, self.blog_filters):
+            readers = self.channels.get(channel)
+            if readers:
+                for subscription in list(readers):
+                    subscription.offer(event)
 
-    def remember(self, seq: int, feed_id: int, created: int, text: str) -> Event:
-        prev, feed_prev = self.delivered, self.last_of_feed.get(feed_id)
-        event = Event(self, seq, feed_id, created, text, prev, feed_prev)
+    def remember(self, seq, feed_id, created, text, blog=None, kind="") -> Event:
+        """Keep a change, routed as of its number. `blog` with a `kind`: a blog's own change; with
+        none, an editor's post in that blog."""
+        prevs, blog, blogs = self.routes.change(seq, feed_id, blog, kind, self.blog_filters)
+        event = Event(self, seq, feed_id, created, text, prevs, blog, blogs)
         self.last = seq
-        if feed_id is not None:  # a post is not in the river: the river's next change does not follow it
-            self.delivered = self.last_of_feed[feed_id] = seq
         self.recent.append(event)
         while len(self.recent) > RECENT:
             self.forget()

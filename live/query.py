@@ -1,5 +1,6 @@
 """The query parameters of the page, the API, the socket and the stream, parsed in one place."""
 
+import re
 from dataclasses import dataclass
 
 from django.http import QueryDict
@@ -27,10 +28,24 @@ def number(value: str | None) -> int | None:
 
 @dataclass(frozen=True)
 class StreamQuery:
-    """Where a reader of the live stream starts (`after`) and what it follows (`feed`)."""
+    """Where a reader of the live stream starts (`after`) and what it follows (`feed`, within `blog`,
+    a blog's slug)."""
 
     after: int | None = None
     feed: int | None = None
+    blog: str | None = None
+
+
+SLUG = re.compile(r"[-\w]{1,100}")
+
+
+def slug(value: str | None) -> str | None:
+    """A blog's slug, or None when absent. Raises BadQuery."""
+    if value in (None, ""):
+        return None
+    if not SLUG.fullmatch(value):
+        raise BadQuery(value)
+    return value
 
 
 def stream_query(params: QueryDict | bytes | str, last_event_id: str | None = None) -> StreamQuery:
@@ -38,4 +53,8 @@ def stream_query(params: QueryDict | bytes | str, last_event_id: str | None = No
     Raises BadQuery."""
     if not isinstance(params, QueryDict):
         params = QueryDict(params)
-    return StreamQuery(after=number(last_event_id or params.get("after")), feed=number(params.get("feed")))
+    return StreamQuery(
+        after=number(last_event_id or params.get("after")),
+        feed=number(params.get("feed")),
+        blog=slug(params.get("blog")),
+    )

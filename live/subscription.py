@@ -5,13 +5,16 @@ import asyncio
 from channels.db import database_sync_to_async
 
 from live import metrics
+from live.channels import channel_of, matches
 from live.events import with_prev
 from live.frames import Socket, text_frame
-from live.replay import PAGE, encoded_changes, latest_seq
+from live.replay import blog_by_slug, encoded_all_changes, encoded_changes, latest_seq
 
 # Not thread-sensitive: these run from the hub's own task and from any reader, never inside a
 # request's executor, which would be gone by the time the hub calls again.
 replay_page = database_sync_to_async(encoded_changes, thread_sensitive=False)
+catch_up_page = database_sync_to_async(encoded_all_changes, thread_sensitive=False)
+find_blog = database_sync_to_async(blog_by_slug, thread_sensitive=False)
 current_seq = database_sync_to_async(latest_seq, thread_sensitive=False)
 
 # A reader this far behind is dropped; it reconnects with its cursor and replays from the database.
@@ -39,10 +42,13 @@ class Subscription:
         feed_id: int | None,
         socket: Socket | None = None,
         on_drop=None,
+        blog=None,
     ):
         self.hub = hub
         self.after = after
         self.feed_id = feed_id
+        self.blog = blog  # a blogs.models.Blog: this reader follows that blog's stream
+        self.channel = channel_of(blog.pk if blog is not None else None, feed_id)  # live/channels.py
         self.socket = socket
         self.on_drop = on_drop
         self.queue: asyncio.Queue | None = asyncio.Queue(QUEUE_LIMIT)
@@ -51,13 +57,14 @@ class Subscription:
         self.live = False  # caught up, written to directly by the hub
 
     def offer(self, event) -> None:
-        if self.dropped or not self.wants(event.feed_id):
+        """Called by the hub with each event of this reader's channel, in order."""
+        if self.dropped:
             return
         if self.live:
             if event.seq > self.last:
                 self.last = event.seq
                 socket = self.socket
-                if not socket.write(event.frame(self.feed_id is not None, False, socket.deflate)):
+                if not socket.write(event.frame(self.channel, False, socket.deflate)):
                     self.drop()
             return
         try:
@@ -70,13 +77,13 @@ class Subscription:
         if isinstance(item, str):
             return item
         event, created = item
-        return event.text(self.feed_id is not None, created)
+        return event.text(self.channel, created)
 
     def frame(self, item, deflate: int | None) -> bytes:
         if isinstance(item, str):
             return text_frame(item, deflate)  # read from the database for this reader alone
         event, created = item
-        return event.frame(self.feed_id is not None, created, deflate)
+        return event.frame(self.channel, created, deflate)
 
     def drop(self) -> None:
         # Memory stays bounded: forget the backlog; the reader comes back with its cursor.
@@ -92,7 +99,7 @@ class Subscription:
 
     def close(self) -> None:
         if self in self.hub.subscriptions:
-            self.hub.subscriptions.discard(self)
+            self.hub.unsubscribe(self)
             metrics.connected_clients.dec()
 
     async def __aiter__(self):
@@ -114,7 +121,7 @@ class Subscription:
             # reconnecting after a deploy cost the database nothing. Events, not copies: one
             # the hub forgets meanwhile lives on only until this reader has sent it.
             after = self.after
-            missed = [e for e in hub.recent if e.seq > after and self.wants(e.feed_id)]
+            missed = [e for e in hub.recent if e.seq > after and matches(e, self.channel)]
             self.last = max(hub.last, after)
             for event in missed:
                 # Its creation was superseded before the hub had it: for a reader who never
@@ -143,12 +150,8 @@ class Subscription:
         self.last = latest if self.after is None else min(self.after, latest)
         prev = self.last
         while self.last < latest:
-            rows = await replay_page(self.last, latest, self.feed_id, self.after)
-            for seq, _, _, text in rows:
+            rows, more = await replay_page(self.last, latest, self.feed_id, self.after, self.blog)
+            for seq, _, _, text, *_ in rows:
                 yield seq, with_prev(text, prev)
                 prev = seq
-            self.last = rows[-1][0] if len(rows) == PAGE else latest
-
-    def wants(self, feed_id: int | None) -> bool:
-        # A post (no feed) belongs to its blog's stream, not to the river of sources.
-        return feed_id is not None and (self.feed_id is None or feed_id == self.feed_id)
+            self.last = rows[-1][0] if more else latest

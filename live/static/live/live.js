@@ -15,6 +15,9 @@
   var MAX_ENTRIES = 200; // a page left open all day stays this small
   var cursor = list.dataset.cursor || "";
   var feedId = list.dataset.feed || "";
+  // A blog's page follows its stream; an ended one's has no socket.
+  var blog = list.dataset.blog || "", ended = "ended" in list.dataset;
+  var base = blog ? "/blogs/" + encodeURIComponent(blog) + "/" : "/";
   var olderUrl = list.dataset.older ? api(list.dataset.older) : null;
   // The top of the list is not the newest entry (a history page, or trimmed): new ones are
   // counted, not inserted, until the reader asks for the newest.
@@ -25,6 +28,7 @@
   function api(before) {
     var query = new URLSearchParams({ limit: PAGE });
     if (feedId) query.set("feed", feedId);
+    if (blog) query.set("blog", blog);
     if (before) query.set("before", before);
     return "/api/entries/?" + query;
   }
@@ -101,12 +105,13 @@
     var article = el("article", "entry");
     article.id = "entry-" + data.id;
     article.dataset.id = data.id;
+    article.dataset.feed = data.feed.id;
     article.dataset.cursor = position || "";
     article.tabIndex = -1;
     article.setAttribute("aria-labelledby", "title-" + data.id);
     var meta = article.appendChild(el("p", "meta"));
     var source = meta.appendChild(el("a", "source", data.feed.title));
-    source.href = "/?feed=" + encodeURIComponent(data.feed.id);
+    source.href = base + "?feed=" + encodeURIComponent(data.feed.id);
     meta.append(" ");
     var time = meta.appendChild(el("time"));
     time.dateTime = data.published || "";
@@ -127,7 +132,7 @@
     var foot = article.appendChild(el("p", "foot"));
     if (data.author) foot.append(el("span", "author", data.author), " · ");
     var permalink = foot.appendChild(el("a", "permalink", "Permalink"));
-    permalink.href = "/entries/" + encodeURIComponent(data.id) + "/";
+    permalink.href = base + "entries/" + encodeURIComponent(data.id) + "/";
     permalink.setAttribute("aria-describedby", title.id);
     return article;
   }
@@ -165,6 +170,11 @@
   function apply(message) {
     var data = message.entry;
     if (message.cursor) cursor = message.cursor;
+    if (message.blog) blogChanged(message.blog);
+    if (message.type === "source.removed") {
+      var gone = [].slice.call(list.querySelectorAll('[data-feed="' + Number(message.feed.id) + '"]'));
+      if (gone.length && !single) keepPlace(function () { gone.forEach(function (node) { node.remove(); }); }, gone);
+    }
     if (!data || (feedId && String(data.feed.id) !== feedId)) return;
     var existing = $("entry-" + data.id);
     if (message.type === "entry.deleted") {
@@ -180,9 +190,23 @@
       return;
     }
     if (single) return;
-    if (message.type === "entry.created") arrived(data, message.cursor);
-    else if (message.type === "entry.updated") reinstate(data);
+    var top = list.firstElementChild;
+    // An older entry (a new source's) goes in its place.
+    if (message.type === "entry.created" && !(top && top.dataset.cursor && Number(data.position) < Number(top.dataset.cursor))) arrived(data, data.position);
+    else reinstate(data);
   }
+
+  // The blog changed: its header says so; once ended, the page stops listening.
+  function blogChanged(info) {
+    var box = $("blog-state") || {};
+    if ($("blog-title")) $("blog-title").textContent = info.title;
+    ended = info.state === "ended";
+    if (box.dataset && info.state !== box.dataset.state) {
+      box.dataset.state = info.state;
+      announcer.textContent = box.textContent = ended ? "This live blog has ended." : LABELS[info.state] || "Scheduled";
+    }
+  }
+
 
   // An update to an entry this page does not show: one the editors restored. It goes back in its
   // place if that place is within the stretch of the list held here; else history brings it.
@@ -378,7 +402,7 @@
   });
 
   // --- The socket: resume from the last cursor, back off with jitter, say what state we are in.
-  var LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
+  var LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline", ended: "Ended" };
   function setState(state) {
     statusBox.hidden = false; // without script there is no live state to show
     statusBox.dataset.state = state;
@@ -388,9 +412,11 @@
 
   function connect() {
     disconnect();
+    if (ended) { setState("ended"); return; }
     if (!navigator.onLine) { setState("offline"); return; }
     var query = new URLSearchParams({ after: cursor });
     if (feedId) query.set("feed", feedId);
+    if (blog) query.set("blog", blog);
     var ws = socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/live/?" + query);
     setState(attempt ? (attempt >= 5 ? "offline" : "reconnecting") : "connecting");
     ws.onopen = function () {
@@ -409,6 +435,7 @@
         return;
       }
       try { apply(message); } catch (e) { /* one bad message must not stop the page */ }
+      if (ended) connect();
     };
     ws.onclose = function (event) {
       if (ws !== socket) return; // replaced or closed on purpose
