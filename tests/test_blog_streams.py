@@ -4,7 +4,6 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
@@ -42,7 +41,6 @@ def titles(messages):
 @pytest.fixture
 async def world():
     """Two blogs sharing one feed, each with one feed of its own."""
-    await get_channel_layer().flush()
 
     def make():
         shared = Feed.objects.create(url="https://example.com/shared.xml", title="Shared")

@@ -238,8 +238,9 @@ def counting_database_reads(monkeypatch) -> list:
 
         return wrapper
 
-    for module in (hub_module, subscription):  # the hub's reads and its readers'
-        monkeypatch.setattr(module, "replay_page", counted(module.replay_page))
+    # The hub's reads (catching up) and its readers' (replaying).
+    for module, name in ((hub_module, "catch_up_page"), (subscription, "replay_page")):
+        monkeypatch.setattr(module, name, counted(getattr(module, name)))
         monkeypatch.setattr(module, "current_seq", counted(module.current_seq))
     return reads
 
