@@ -9,6 +9,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from feeds.views import PushBodyLimit  # noqa: E402
 from live.routing import websocket_urlpatterns  # noqa: E402
 from live.server import ClientLimit  # noqa: E402
 
@@ -16,7 +17,7 @@ from live.server import ClientLimit  # noqa: E402
 application = ClientLimit(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": PushBodyLimit(django_asgi_app),
             "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
         }
     )

@@ -191,6 +191,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expire_seconds": 5},
     },
+    "maintain-subscriptions": {
+        "task": "feeds.tasks.maintain_subscriptions",
+        "schedule": 5.0,
+        "options": {"expire_seconds": 5},
+    },
     "prune-old-entries": {
         "task": "feeds.tasks.prune_old_entries",
         "schedule": 3600.0,
@@ -212,6 +217,12 @@ FEEDS_BATCH_SIZE = int(os.environ.get("FEEDS_BATCH_SIZE", "20"))
 FEEDS_FETCH_THREADS = int(os.environ.get("FEEDS_FETCH_THREADS", "20"))
 # Entries first seen longer ago than this lose their content (0 keeps everything).
 FEEDS_RETENTION_DAYS = int(os.environ.get("FEEDS_RETENTION_DAYS", "30"))
+# WebSub: subscribe to the hubs feeds advertise (only when a hub can reach SITE_URL; see README).
+FEEDS_WEBSUB = env_bool("FEEDS_WEBSUB", True)
+# Lease asked of hubs, in seconds (they may grant less); renewed at about 80% of what they grant.
+FEEDS_WEBSUB_LEASE = int(os.environ.get("FEEDS_WEBSUB_LEASE", str(7 * 24 * 3600)))
+# A feed a hub pushes is still polled, this often (seconds), as the safety net.
+FEEDS_PUSHED_INTERVAL = int(os.environ.get("FEEDS_PUSHED_INTERVAL", "60"))
 # Serve the built-in demo feeds at /demo/feed.xml and /demo/agency.xml, and run the demo live blog.
 LIVELOG_DEMO = env_bool("LIVELOG_DEMO")
 if LIVELOG_DEMO:

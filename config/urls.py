@@ -22,5 +22,6 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
+    path("", include("feeds.urls")),  # the WebSub callbacks
     path("admin/", admin.site.urls),
 ]

@@ -122,13 +122,16 @@ def send(
     headers: list[tuple[bytes, bytes]],
     timeouts: dict,
     deadline: Deadline,
+    method: bytes = b"GET",
+    content: bytes | None = None,
 ) -> httpcore.Response:
-    """Send the GET to the first checked address that accepts a connection; the caller closes the response."""
+    """Send to the first checked address that accepts a connection; the caller closes the response."""
     host = url.raw_host.decode("ascii")
     request = httpcore.Request(
-        "GET",
+        method,
         httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
         headers=[(b"Host", url.netloc), *headers],
+        content=content,
         extensions={"timeout": timeouts},
     )
     # An address we already hold a connection to first (round-robin DNS reorders them), then DNS order.

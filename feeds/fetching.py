@@ -15,6 +15,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlencode
 
 import httpcore
 import httpx
@@ -33,6 +34,7 @@ __all__ = [
     "RetryLater",
     "check_url",
     "fetch",
+    "post_form",
 ]
 
 _pools = pools  # the calling thread's connection pools (tests close them between tests)
@@ -99,6 +101,36 @@ def fetch(url: str, *, etag: str = "", last_modified: str = "", deadline: Deadli
         if isinstance(exc, httpcore.ConnectTimeout):
             raise FetchError(f"connect timed out after {connect:g} s") from exc
         raise FetchError(f"timed out after {read:g} s without data") from exc
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+        raise FetchError(describe(exc)) from exc
+
+
+def post_form(url: str, fields: dict[str, str]) -> tuple[int, str]:
+    """POST a form through the guard (a WebSub hub request): the status and the start of the body.
+
+    Redirects are not followed: a hub that moves answers with an error, which is recorded.
+    """
+    read = settings.FEEDS_READ_TIMEOUT
+    deadline = Deadline(settings.FEEDS_TOTAL_TIMEOUT)
+    timeouts = {"connect": settings.FEEDS_CONNECT_TIMEOUT, "read": read, "write": read, "pool": read}
+    body = urlencode(fields).encode()
+    headers = [
+        (b"User-Agent", settings.FEEDS_USER_AGENT.encode()),
+        (b"Content-Type", b"application/x-www-form-urlencoded"),
+        (b"Content-Length", str(len(body)).encode()),
+    ]
+    current, addresses = check(url)
+    try:
+        with closing(send(current, addresses, headers, timeouts, deadline, b"POST", body)) as response:
+            # A few bytes of the answer say why a hub refused; the rest is not read.
+            start = b""
+            for chunk in response.iter_stream():
+                start += chunk
+                if len(start) >= 1024:
+                    break
+            return response.status, start[:1024].decode("utf-8", "replace")
+    except (httpcore.TimeoutException, Expired) as exc:
+        raise FetchError(f"timed out after {deadline.seconds:g} s") from exc
     except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
         raise FetchError(describe(exc)) from exc
 

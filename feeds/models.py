@@ -56,6 +56,12 @@ class Feed(models.Model):
     not_modified_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # WebSub, as the last fetch advertised it: the hubs that push this feed and its canonical URL.
+    hubs = models.JSONField(default=list, blank=True)
+    topic = models.URLField(max_length=2048, blank=True)
+    # While in the future, a hub pushes this feed: it is polled every FEEDS_PUSHED_INTERVAL instead.
+    pushed_until = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["enabled", "next_fetch_at"], name="feed_due")]
@@ -165,3 +171,52 @@ class Entry(models.Model):
     @property
     def visible(self) -> bool:
         return self.removed_at is None and not self.review
+
+
+class Subscription(models.Model):
+    """A WebSub subscription of a feed's topic at one hub: its own callback token and secret.
+
+    `pending` is the request the hub has yet to verify ("subscribe" or "unsubscribe"): the callback
+    answers a verification of intent only for that mode. The row outlives its feed (SET_NULL) so that
+    a removed feed can still be unsubscribed, and an old callback keeps answering 410.
+    """
+
+    class State(models.TextChoices):
+        REQUESTED = "requested", "requested, waiting for the hub to verify"
+        ACTIVE = "active", "active"
+        UNSUBSCRIBED = "unsubscribed", "unsubscribed"
+        EXPIRED = "expired", "lease expired"
+
+    feed = models.ForeignKey(Feed, null=True, on_delete=models.SET_NULL, related_name="subscriptions")
+    hub = models.URLField(max_length=2048)
+    topic = models.URLField(max_length=2048)
+    # The unguessable part of the callback URL, and the HMAC key the hub signs content with.
+    token = models.CharField(max_length=64, unique=True)
+    secret = models.CharField(max_length=128)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.REQUESTED)
+    pending = models.CharField(max_length=20, blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+
+    lease_seconds = models.PositiveIntegerField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # When the subscription needs the next request (renewal, retry after a failure, unsubscribe).
+    next_action_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    error_count = models.PositiveIntegerField(default=0, help_text="Consecutive failed requests.")
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    push_count = models.PositiveIntegerField(default=0)
+    last_push_at = models.DateTimeField(null=True, blank=True)
+    refused_count = models.PositiveIntegerField(default=0, help_text="Pushes refused (bad signature, ...).")
+    # Entries a poll found that this hub had not pushed; a miss sends the feed back to normal polling.
+    missed_count = models.PositiveIntegerField(default=0)
+    demoted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.topic} at {self.hub} ({self.state})"

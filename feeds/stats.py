@@ -101,3 +101,12 @@ def record_new_entries(published: list, fetched_at, committed_at) -> None:
             ago = max(0.0, (fetched_at - when).total_seconds())
             fields += histogram_fields("stage:published_to_fetched", ago, STAGE_BUCKETS)
     observe(fields)
+
+
+def record_push_stored(received_at, committed_at, new: int) -> None:
+    """A valid push was stored: from its POST's arrival to the commit of what it brought."""
+    seconds = max(0.0, (committed_at - received_at).total_seconds())
+    fields = histogram_fields("push:received_to_committed", seconds, FETCH_BUCKETS)
+    if new:
+        fields["entries:pushed"] += new
+    observe(fields)

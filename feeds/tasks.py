@@ -4,6 +4,7 @@ from collections import Counter
 from celery import shared_task
 from django.core.cache import cache
 
+from feeds import websub
 from feeds.ingest import LEASE, SOFT_TIME_LIMIT, fetch_and_store, fetch_and_store_many
 from feeds.retention import prune_entries
 from feeds.schedule import batches, claim_due_feeds
@@ -43,3 +44,18 @@ def fetch_feed(feed_id: int) -> str:
 def prune_old_entries() -> int:
     """Blank entries older than FEEDS_RETENTION_DAYS, keeping their identity; the beat runs it hourly."""
     return prune_entries()
+
+
+@shared_task(ignore_result=True, soft_time_limit=30, time_limit=40)
+def maintain_subscriptions() -> int:
+    """Subscribe, renew and unsubscribe WebSub subscriptions as due; the beat runs this every 5 seconds."""
+    due = websub.maintain()
+    for subscription_id in due:
+        request_subscription.apply_async((subscription_id,), expires=websub.CLAIM_FOR.total_seconds())
+    return len(due)
+
+
+@shared_task(ignore_result=True, acks_late=True, soft_time_limit=30, time_limit=60)
+def request_subscription(subscription_id: int) -> str:
+    """Send one subscription's due request to its hub. Safe to run twice: the hub sees the same request."""
+    return websub.send_request(subscription_id)
