@@ -72,3 +72,9 @@ BENCH_INGEST_ARGS ?=
 .PHONY: bench-ingest
 bench-ingest: $(VENV)/.installed
 	$(PY) bench/ingest_scale.py $(BENCH_INGEST_ARGS)
+
+# A pushed entry (WebSub) from the hub's POST to the last of 1,000 readers, beside a polled one (bench/push.py)
+BENCH_PUSH_ARGS ?=
+.PHONY: bench-push
+bench-push: $(VENV)/.installed
+	$(PY) bench/push.py $(BENCH_PUSH_ARGS)

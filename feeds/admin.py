@@ -11,9 +11,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.timesince import timesince
 
-from feeds import health, opml
+from feeds import health, opml, websub
 from feeds.fetching import FetchError, check_url
-from feeds.models import Entry, Feed
+from feeds.models import Entry, Feed, Subscription
 from feeds.parsing import ParseError, sanitize_html
 from feeds.subscribe import find_feed, import_feeds
 
@@ -122,11 +122,16 @@ class FeedAdmin(admin.ModelAdmin):
         "redirect_url",
         "redirect_count",
         "created_at",
+        "push",
+        "hubs",
+        "topic",
+        "pushed_until",
     )
     fieldsets = (
         (None, {"fields": ("url", "title", "enabled", "interval")}),
         ("Health", {"fields": readonly_fields[:11]}),
-        ("Fetching", {"fields": readonly_fields[11:]}),
+        ("Fetching", {"fields": readonly_fields[11:19]}),
+        ("Push (WebSub)", {"fields": readonly_fields[19:]}),
     )
     actions = ("fetch_now", "enable", "disable")
 
@@ -184,10 +189,21 @@ class FeedAdmin(admin.ModelAdmin):
     def last_entry_at(self, feed):
         return getattr(feed, "last_entry_at", None)
 
+    @admin.display(description="push state")
+    def push(self, feed):
+        sub = websub.current([feed.pk]).get(feed.pk)
+        return websub.push_state(feed, sub, websub.why_not_pushed() if feed.hubs else "")
+
     def health_view(self, request):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         rows = health.attention()
+        # WebSub: each feed's subscription (one query) and, if a hub cannot reach us, why.
+        subs = websub.current(row.feed.pk for row in rows)
+        reason = websub.why_not_pushed() if any(row.feed.hubs for row in rows) else ""
+        for row in rows:
+            row.subscription = subs.get(row.feed.pk)
+            row.push = websub.push_state(row.feed, row.subscription, reason)
         counts = Counter(row.state for row in rows)
         context = {
             **self.admin_site.each_context(request),
@@ -298,3 +314,26 @@ class EntryAdmin(admin.ModelAdmin):
         for entry in queryset.filter(removed_at__isnull=False).select_related("feed"):
             entry.removed_at = None
             entry.save(update_fields=["removed_at"])
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    """WebSub subscriptions, read-only: the beat's task makes and ends them."""
+
+    list_display = ("topic", "hub", "state", "pending", "lease_expires_at", "last_push_at", "push_count",
+                    "refused_count", "missed_count", "error_count", "short_error")  # fmt: skip
+    list_filter = ("state", "hub")
+    list_select_related = ("feed",)
+    formfield_overrides = URL_FIELD
+    search_fields = ("topic", "hub", "last_error")
+    exclude = ("token", "secret")  # the callback's secret part and the HMAC key are never shown
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="last error")
+    def short_error(self, sub):
+        return sub.last_error[:80]

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from feeds import schedule, stats
+from feeds import schedule, stats, websub
 from feeds.fetching import FetchError, Response, RetryLater, fetch
 from feeds.models import Feed
 from feeds.parsing import ParseError, parse
@@ -221,7 +221,9 @@ def _record(feed: Feed, got: Download) -> tuple[Outcome, dict]:
         # taking a 304 for a success.
         return Outcome(error=str(exc)), changes | schedule.failed(feed, str(exc), now)
     new, updated = store(feed, parsed, fetched_at=got.started)
-    return Outcome(new=new, updated=updated), changes | ok | validators | {"body_hash": body_hash}
+    # WebSub: the hubs the feed names now, and whether a poll found what its hub should have pushed.
+    push = websub.discovered(feed, parsed, response.headers) | websub.missed(feed, new, now)
+    return Outcome(new=new, updated=updated), changes | ok | validators | {"body_hash": body_hash} | push
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None

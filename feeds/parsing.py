@@ -127,6 +127,9 @@ class ParsedFeed:
     title: str
     site_url: str
     entries: list[ParsedEntry] = field(default_factory=list)
+    # WebSub discovery: the hubs the document names (rel="hub", JSON Feed `hubs`) and its rel="self".
+    hubs: list[str] = field(default_factory=list)
+    self_url: str = ""
 
 
 def parse(content: bytes, *, url: str, content_type: str = "", now: datetime | None = None) -> ParsedFeed:
@@ -363,10 +366,15 @@ def _parse_xml(text: str, url: str, root: str, now: datetime) -> ParsedFeed:
             updated=_clamp(updated or published, now),
         )
         candidates.append(entry)
+    links = [link for link in info.get("links", []) if isinstance(link, dict)]
     return ParsedFeed(
         title=_title(info.get("title_detail"), info.get("title", ""), MAX_FEED_TITLE),
         site_url=http_url(info.get("link", ""), url),
         entries=assign_keys(candidates),
+        hubs=_urls((link.get("href", "") for link in links if link.get("rel") == "hub"), url),
+        self_url=next(
+            iter(_urls((link.get("href", "") for link in links if link.get("rel") == "self"), url)), ""
+        ),
     )
 
 
@@ -456,10 +464,21 @@ def _parse_json(text: str, url: str, now: datetime) -> ParsedFeed:
                 updated=_clamp(updated or published, now),
             )
         )
+    hubs = doc.get("hubs") if isinstance(doc.get("hubs"), list) else []
     return ParsedFeed(
         title=_json_title(doc.get("title"), MAX_FEED_TITLE),
         site_url=home,
         entries=assign_keys(candidates),
+        # JSON Feed 1.1: hubs are {"type": "WebSub", "url": ...}; other types are other protocols.
+        hubs=_urls(
+            (
+                _str(h.get("url"))
+                for h in hubs
+                if isinstance(h, dict) and _str(h.get("type")).lower() == "websub"
+            ),
+            url,
+        ),
+        self_url=http_url(_str(doc.get("feed_url")), url)[:MAX_LINK],
     )
 
 
@@ -505,6 +524,16 @@ def _iso_date(value) -> datetime | None:
 def _clamp(value: datetime | None, now: datetime) -> datetime | None:
     # A date in the future would pin an entry above everything published after it.
     return min(value, now) if value is not None else None
+
+
+def _urls(values, base: str, limit: int = 5) -> list[str]:
+    """The distinct absolute http(s) URLs among `values`, at most `limit` of them."""
+    urls = []
+    for value in values:
+        url = http_url(value if isinstance(value, str) else "", base)
+        if url and len(url) <= MAX_LINK and url not in urls:
+            urls.append(url)
+    return urls[:limit]
 
 
 def http_url(value: str, base: str = "") -> str:

@@ -50,8 +50,13 @@ def claim_due_feeds(limit: int = MAX_DUE) -> list[tuple[int, int]]:
             Feed.objects.select_for_update(skip_locked=True)
             .filter(enabled=True, next_fetch_at__lte=now + DUE_SLACK)
             .order_by("next_fetch_at")
-            .values_list("id", "interval")[:limit]
+            .values_list("id", "interval", "pushed_until")[:limit]
         )
+        # A feed a hub pushes is polled only as a safety net, less often (FEEDS_PUSHED_INTERVAL).
+        pushed = settings.FEEDS_PUSHED_INTERVAL
+        due = [
+            (pk, max(interval, pushed) if until and until > now else interval) for pk, interval, until in due
+        ]
         for interval, ids in _by_interval(due).items():
             Feed.objects.filter(id__in=ids).update(next_fetch_at=now + timedelta(seconds=interval))
     return due  # (feed id, interval) pairs

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import logging
 import random
+import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass
@@ -30,13 +31,15 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from feeds import stats
 from feeds.fetching import FetchError, check_url, post_form
 from feeds.models import Feed, Subscription
+from feeds.parsing import ParsedFeed, ParseError, http_url, parse
+from feeds.store import store
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +176,8 @@ def send_request(subscription_id: int) -> str:
     if mode == SUBSCRIBE:
         fields.update({"hub.lease_seconds": str(settings.FEEDS_WEBSUB_LEASE), "hub.secret": sub.secret})
     now = timezone.now()
+    # Pending before the request leaves: a quick hub verifies before its answer reaches us.
+    Subscription.objects.filter(pk=sub.pk).update(pending=mode, requested_at=now)
     try:
         status, text = post_form(sub.hub, fields)
         if status not in (202, 204):
@@ -180,10 +185,8 @@ def send_request(subscription_id: int) -> str:
     except FetchError as exc:
         _failed(sub, f"{mode} request failed: {exc}", now)
         return f"error: {exc}"
-    # The hub verifies asynchronously; if it never does, ask again.
-    Subscription.objects.filter(pk=sub.pk).update(
-        pending=mode, requested_at=now, next_action_at=now + VERIFY_WITHIN
-    )
+    # The hub verifies asynchronously; if it never does, ask again. (If it already did, that stands.)
+    Subscription.objects.filter(pk=sub.pk, pending=mode).update(next_action_at=now + VERIFY_WITHIN)
     return f"{mode} requested"
 
 
@@ -285,9 +288,6 @@ def check_signature(secret: str, body: bytes, header: str) -> str:
 
 def receive(token: str, body: bytes, signature: str, content_type: str, received_at: datetime) -> Push:
     """Take one push: check the callback and the signature, then parse and store like a fetch."""
-    from feeds.ingest import store  # storing is shared with fetches
-    from feeds.parsing import ParseError, parse
-
     now = timezone.now()
     sub = Subscription.objects.filter(token=token).select_related("feed").first()
     feed = sub.feed if sub else None
@@ -334,6 +334,51 @@ def _counted(push: Push) -> Push:
     return push
 
 
+# Discovery, from every fetch
+
+
+REL = re.compile(r"""\brel\s{0,20}=\s{0,20}(?:"([^"]{0,200})"|([^\s;,"]{1,200}))""", re.IGNORECASE)
+
+
+def links(headers, base: str) -> tuple[list[str], str]:
+    """The hubs and the self URL named by HTTP Link headers (RFC 8288): `<url>; rel="hub", ...`."""
+    hubs, self_url = [], ""
+    for value in headers.get_list("link"):
+        value = value[:8192]
+        pos = value.find("<")
+        while pos >= 0:  # one pass: each link's target, then its parameters up to the next "<"
+            end = value.find(">", pos)
+            if end < 0:
+                break
+            following = value.find("<", end)
+            rel = REL.search(value, end, following if following >= 0 else len(value))
+            rels = (rel[1] or rel[2]).lower().split() if rel else []
+            url = http_url(value[pos + 1 : end], base)
+            if url and len(url) <= 2048:
+                if "hub" in rels and url not in hubs:
+                    hubs.append(url)
+                if "self" in rels and not self_url:
+                    self_url = url
+            pos = following
+    return hubs[:5], self_url
+
+
+def discovered(feed: Feed, parsed: ParsedFeed, headers) -> dict:
+    """The changes to record on `feed` if the hubs or topic it advertises changed.
+
+    Link headers win over the document, as the specification orders; a feed that names a hub but no
+    self URL is its own topic.
+    """
+    header_hubs, header_self = links(headers, feed.url)
+    hubs = header_hubs or parsed.hubs
+    topic = (header_self or parsed.self_url or feed.url) if hubs else ""
+    if hubs == feed.hubs and topic == feed.topic:
+        return {}
+    if feed.hubs or hubs:
+        log.info("websub: feed %s names hubs %s, topic %s", feed.pk, hubs, topic)
+    return {"hubs": hubs, "topic": topic}
+
+
 # Polling as the safety net
 
 
@@ -377,3 +422,14 @@ def current(feed_ids) -> dict[int, Subscription]:
     """The live subscription of each of these feeds, if any (one query)."""
     subs = Subscription.objects.filter(Q(feed_id__in=list(feed_ids)) & Q(state__in=LIVE)).order_by("id")
     return {sub.feed_id: sub for sub in subs}
+
+
+def counts_by_state() -> dict[str, int]:
+    """Subscriptions by state, active ones demoted after a miss counted apart (for /metrics)."""
+    counts = dict.fromkeys([*Subscription.State.values, "demoted"], 0)
+    demoted = Count("id", filter=Q(state=Subscription.State.ACTIVE, demoted_at__isnull=False))
+    rows = Subscription.objects.values_list("state").annotate(n=Count("id"), demoted=demoted).order_by()
+    for state, n, demoted_n in rows:
+        counts[state] += n - demoted_n
+        counts["demoted"] += demoted_n
+    return counts

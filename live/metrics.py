@@ -11,10 +11,11 @@ from django.http import Http404, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from feeds import stats
+from feeds import stats, websub
 from live.frames import delivery_path
 
 OUTCOMES = ("stored", "not_modified", "error", "retry_later", "skipped")
+PUSH_OUTCOMES = ("stored", "invalid", "bad_signature", "bad_algorithm", "unsigned", "gone", "too_large")
 SHARED_STAGES = ("published_to_fetched", "fetched_to_committed")
 
 registry = CollectorRegistry()
@@ -57,6 +58,40 @@ class SharedCollector:
         for stage in SHARED_STAGES:
             stages.add_metric([stage], *histogram(values, f"stage:{stage}", stats.STAGE_BUCKETS))
         yield stages
+        yield from push_families(values)
+
+
+def push_families(values: dict):
+    """WebSub: pushes and verifications by outcome, push latency, leases by state, misses per hub."""
+    pushes = CounterMetricFamily("livelog_pushes", "WebSub pushes received, by outcome.", labels=["outcome"])
+    for outcome in PUSH_OUTCOMES:
+        pushes.add_metric([outcome], values.get(f"push:outcome:{outcome}", 0))
+    yield pushes
+    verifications = CounterMetricFamily(
+        "livelog_push_verifications", "Hubs' verifications of intent, by outcome.", labels=["outcome"]
+    )
+    for outcome in ("confirmed", "refused", "denied"):
+        verifications.add_metric([outcome], values.get(f"verify:outcome:{outcome}", 0))
+    yield verifications
+    latency = HistogramMetricFamily(
+        "livelog_push_stored_seconds", "From a push's arrival to the commit of what it brought."
+    )
+    latency.add_metric([], *histogram(values, "push:received_to_committed", stats.FETCH_BUCKETS))
+    yield latency
+    entries = CounterMetricFamily("livelog_entries_pushed", "New entries that arrived by push.")
+    entries.add_metric([], values.get("entries:pushed", 0))
+    yield entries
+    missed = CounterMetricFamily(
+        "livelog_push_missed", "New entries a poll found that the feed's hub had not pushed.", labels=["hub"]
+    )
+    for name, count in sorted(values.items()):
+        if name.startswith("push:missed:"):
+            missed.add_metric([name.removeprefix("push:missed:")], count)
+    yield missed
+    leases = GaugeMetricFamily("livelog_push_leases", "WebSub subscriptions by state.", labels=["state"])
+    for state, count in websub.counts_by_state().items():
+        leases.add_metric([state], count)
+    yield leases
 
 
 def histogram(values: dict, name: str, bounds) -> tuple[list, float]:

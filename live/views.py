@@ -301,6 +301,10 @@ def api_feeds(request):
                     "last_error": feed.last_error,
                     "last_error_at": iso(feed.last_error_at),
                     "entry_count": feed.entry_count,
+                    # WebSub: the hubs the feed names, its topic, and until when a hub pushes it.
+                    "hubs": feed.hubs,
+                    "topic": feed.topic,
+                    "pushed_until": iso(feed.pushed_until),
                 }
                 for feed in feeds
             ]

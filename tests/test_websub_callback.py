@@ -2,17 +2,20 @@
 
 import hashlib
 import hmac
+import json
 import secrets
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from feeds import websub
 from feeds.models import Entry, Feed, Subscription
 from tests.feedserver import rss
 
-pytestmark = [pytest.mark.django_db]
+# The callback does its database work on pool threads (feeds/views.py): they see committed rows only.
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 TOPIC = "https://example.com/feed.xml"
 HUB = "https://hub.example.com/"
@@ -300,3 +303,139 @@ def test_a_hub_request_goes_through_the_fetch_guard(settings):
     sub.refresh_from_db()
     assert sub.error_count == 2
     assert sub.next_action_at - timezone.now() > first_wait  # backing off
+
+
+# Discovery, from every fetch
+
+
+def test_rss_and_atom_name_their_hubs_and_self():
+    from feeds.parsing import parse
+
+    rss_doc = (
+        b'<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel><title>T</title>'
+        b'<atom:link rel="hub" href="https://hub.example.com/"/><atom:link rel="hub" href="/second-hub"/>'
+        b'<atom:link rel="self" href="https://example.com/feed.xml"/>'
+        b'<atom:link rel="hub" href="javascript:x"/>'
+        b"<item><guid>1</guid><title>One</title></item></channel></rss>"
+    )
+    parsed = parse(rss_doc, url="https://example.com/rss")
+    assert parsed.hubs == ["https://hub.example.com/", "https://example.com/second-hub"]
+    assert parsed.self_url == "https://example.com/feed.xml"
+    atom = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><id>urn:x</id>'
+        b'<link rel="hub" href="https://hub.example.com/"/><link rel="self" href="https://example.com/atom"/>'
+        b"<entry><id>1</id><title>One</title></entry></feed>"
+    )
+    parsed = parse(atom, url="https://example.com/atom")
+    assert (parsed.hubs, parsed.self_url) == (["https://hub.example.com/"], "https://example.com/atom")
+
+
+def test_a_json_feed_names_its_websub_hubs():
+    from feeds.parsing import parse
+
+    doc = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "T",
+        "feed_url": "https://example.com/feed.json",
+        "hubs": [
+            {"type": "rssCloud", "url": "https://cloud.example.com/"},
+            {"type": "WebSub", "url": HUB},
+            "x",
+        ],
+        "items": [{"id": "1", "content_text": "one"}],
+    }
+    parsed = parse(json.dumps(doc).encode(), url="https://example.com/feed.json")
+    assert (parsed.hubs, parsed.self_url) == ([HUB], "https://example.com/feed.json")
+
+
+def test_link_headers_win_over_the_document(feed_server, allow_private):
+    from feeds.ingest import fetch_and_store
+
+    body = (
+        '<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel><title>T</title>'
+        '<atom:link rel="hub" href="https://doc-hub.example.com/"/>'
+        "<item><guid>1</guid><title>One</title></item></channel></rss>"
+    )
+    link = '<https://header-hub.example.com/>; rel="hub", <https://example.com/canonical.xml>; rel="self"'
+    feed = Feed.objects.create(url=feed_server.route("/h.xml", body, headers={"Link": link}))
+    assert str(fetch_and_store(feed.pk)) == "1 new, 0 updated"
+    feed.refresh_from_db()
+    assert feed.hubs == ["https://header-hub.example.com/"]
+    assert feed.topic == "https://example.com/canonical.xml"
+    # Without headers the document's hub counts; without a self URL the feed is its own topic.
+    feed_server.route("/h.xml", body.replace("<guid>1", "<guid>2"))
+    fetch_and_store(feed.pk)
+    feed.refresh_from_db()
+    assert (feed.hubs, feed.topic) == (["https://doc-hub.example.com/"], feed.url)
+    # A feed that stops naming a hub loses it.
+    feed_server.route("/h.xml", body.replace("doc-hub", "x").replace('rel="hub"', 'rel="other"'))
+    fetch_and_store(feed.pk)
+    feed.refresh_from_db()
+    assert (feed.hubs, feed.topic) == ([], "")
+
+
+# Polling as the safety net
+
+
+def test_a_pushed_feed_is_polled_at_the_longer_interval(settings):
+    from feeds.schedule import claim_due_feeds
+
+    settings.FEEDS_PUSHED_INTERVAL = 60
+    now = timezone.now()
+    pushed = Feed.objects.create(url=TOPIC, pushed_until=now + timedelta(hours=1), next_fetch_at=now)
+    lapsed = Feed.objects.create(
+        url="https://example.com/b", pushed_until=now - timedelta(seconds=1), next_fetch_at=now
+    )
+    plain = Feed.objects.create(url="https://example.com/c", next_fetch_at=now)
+    assert sorted(claim_due_feeds()) == sorted([(pushed.pk, 60), (lapsed.pk, 5), (plain.pk, 5)])
+    pushed.refresh_from_db()
+    assert pushed.next_fetch_at - now > timedelta(seconds=59)
+
+
+def test_what_a_poll_finds_before_the_push_is_counted_against_the_hub(feed_server, allow_private):
+    from feeds.ingest import fetch_and_store
+
+    sub = subscription()
+    url = feed_server.route("/missed.xml", rss(("m1", "Missed")))
+    Feed.objects.filter(pk=sub.feed_id).update(url=url, pushed_until=sub.lease_expires_at)
+    assert str(fetch_and_store(sub.feed_id)) == "1 new, 0 updated"
+    sub.refresh_from_db()
+    assert sub.missed_count == 1
+    assert sub.demoted_at is not None
+    assert Feed.objects.get(pk=sub.feed_id).pushed_until is None
+    # A push that brings something new first promotes the hub again.
+    client = Client()
+    body = rss(("m2", "Pushed first"), ("m1", "Missed")).encode()
+    assert push(client, sub, body).status_code == 204
+    sub.refresh_from_db()
+    assert sub.demoted_at is None
+    assert Feed.objects.get(pk=sub.feed_id).pushed_until == sub.lease_expires_at
+
+
+# Seen from outside
+
+
+@pytest.mark.usefixtures("static_files")
+def test_the_health_page_shows_push_state_hub_lease_last_push_and_misses(admin_client, settings):
+    settings.SITE_URL = "https://github.com/livelog/livelog"
+    sub = subscription(missed_count=2, last_push_at=timezone.now())
+    Feed.objects.create(
+        url="https://example.com/waiting.xml", hubs=[HUB], topic="https://example.com/waiting.xml"
+    )
+    Feed.objects.create(url="https://example.com/plain.xml")
+    page = admin_client.get("/admin/feeds/feed/health/").content.decode()
+    row = page[page.index(f"/admin/feeds/feed/{sub.feed_id}/change/") :].split("</tr>")[0]
+    assert '<td class="push">pushed' in row
+    assert HUB in row
+    assert sub.lease_expires_at.strftime("%Y-%m-%d %H:%M") in row
+    assert "<td>2</td>" in row
+    # Why the other feed is not pushed: no hub can reach this site.
+    assert "not pushed: SITE_URL (https://github.com/livelog/livelog) is not this site" in page
+    assert "not pushed: the feed names no hub" in page
+    # The change form shows the same, and never the secret.
+    form = admin_client.get(f"/admin/feeds/feed/{sub.feed_id}/change/").content.decode()
+    assert "pushed" in form
+    assert HUB in form
+    listing = admin_client.get(f"/admin/feeds/subscription/{sub.pk}/change/").content.decode()
+    assert sub.secret not in listing
+    assert sub.token not in listing
