@@ -8,6 +8,7 @@ forever. `Protocol` is uvicorn's h11 protocol with both bounds (the Procfile's `
 """
 
 import functools
+import ipaddress
 import logging
 import resource
 from collections import Counter
@@ -126,7 +127,7 @@ class ClientLimit:
             limit = min(limit, self.ceiling)
         if scope["type"] not in ("http", "websocket") or not limit:
             return await self.app(scope, receive, send)
-        client = (scope.get("client") or ("",))[0]
+        client = address_key((scope.get("client") or ("",))[0])
         if self.open[client] >= limit:
             log.warning("a client reached its limit of %d connections: answering 429", limit)
             return await too_many(scope, send)
@@ -137,6 +138,16 @@ class ClientLimit:
             self.open[client] -= 1
             if not self.open[client]:
                 del self.open[client]
+
+
+def address_key(address: str) -> str:
+    """An IPv4 address, or the /64 of an IPv6 one: a single IPv6 client is given a whole /64."""
+    if ":" not in address:
+        return address
+    try:
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    except ValueError:
+        return address
 
 
 async def too_many(scope, send):

@@ -167,6 +167,12 @@ def test_one_client_address_is_capped_over_http_and_websocket_and_others_are_not
         other = open_stream(url, "198.51.100.8")
         assert status_of(other) == 200
         other.close()
+        # An IPv6 client holds a whole /64: its addresses count as one.
+        held += [open_stream(url, f"2001:db8:1:2::{n}") for n in range(1, 4)]
+        assert [status_of(sock) for sock in held[3:]] == [200] * 3
+        rotated = open_stream(url, "2001:db8:1:2:ffff::9")
+        assert status_of(rotated) == 429
+        rotated.close()
     finally:
         for sock in held:
             sock.close()
