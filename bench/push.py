@@ -106,7 +106,11 @@ def main() -> int:
     parser.add_argument("--pushes", type=int, default=50)
     parser.add_argument("--polls", type=int, default=10)
     args = parser.parse_args()
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], capture_output=True, check=False)
+    # The bench's own database, made afresh: nothing left from another version's migrations.
+    subprocess.run(
+        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB], capture_output=True, check=False
+    )
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], capture_output=True, check=True)
     port = free_port()
     web = f"http://127.0.0.1:{port}"
     env = {**ENV, "SITE_URL": web}
@@ -114,7 +118,6 @@ def main() -> int:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=full, check=True
     )
-    subprocess.run([sys.executable, "manage.py", "flush", "--noinput"], cwd=ROOT, env=full, check=True)
     subprocess.run(["redis-cli", "-n", "7", "flushdb"], capture_output=True, check=False)
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
