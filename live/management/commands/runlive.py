@@ -53,6 +53,7 @@ class Command(BaseCommand):
             port=port,
             lifespan="off",
             http=Protocol,  # the connection limit and the header deadline (live/server.py)
+            backlog=128,  # as the Procfile: the connection limit leaves this many descriptors free
             log_config=None,  # uvicorn's lines through the project's handler (repeats are counted)
             log_level="warning",
             ws="websockets-sansio",
