@@ -2,7 +2,10 @@
 
 Servers, each measured in the same run, one at a time:
   bare     the ceiling: websockets 17 broadcasting each Redis pub/sub message (bench/fanout_bare.py)
-  uvicorn  Livelog's web process as deployed: the Procfile's `web` command, channels-redis on Redis
+  uvicorn  Livelog's web process as deployed: the Procfile's `web` command, channels-redis on Redis;
+           readers offer no compression (plain shared frames)
+  uvicorn-deflate  the same, readers offering what browsers offer ("permessage-deflate;
+           client_max_window_bits"): compressed shared frames
   daphne   the same app under `daphne -b 127.0.0.1 -p PORT config.asgi:application`
 
 For each reader count N and server: a fresh server on a free port; a warm-up; the hook's cost with
@@ -42,7 +45,9 @@ RESULTS = BENCH / "results"
 PY = sys.executable
 VENV_BIN = Path(PY).parent
 NOFILE = 65536
-SERVERS = ("bare", "uvicorn", "daphne")
+SERVERS = ("bare", "uvicorn", "uvicorn-deflate", "daphne")
+# What browsers offer (Chromium, Firefox): readers of the uvicorn-deflate case offer it too.
+BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 BENCH_ENV = {
@@ -224,6 +229,7 @@ class Bench:
         self.clients: list[Child] = []
         self.feed_id = 0
         self.case_no = 0
+        self.offer = None  # what the readers of the current case offer
 
     # --- processes
 
@@ -273,8 +279,8 @@ class Bench:
             argv = [PY, str(BENCH / "fanout_bare.py"), "--port", str(port)]
             argv += ["--redis", self.args.redis_url, "--channel", f"{self.prefix}-{case}:bare"]
             server = self.start(f"{case}-bare", argv, env)
-        elif kind == "uvicorn":
-            server = self.start(f"{case}-uvicorn", procfile()["web"], env)
+        elif kind in ("uvicorn", "uvicorn-deflate"):
+            server = self.start(f"{case}-{kind}", procfile()["web"], env)
         else:
             server = self.start(
                 f"{case}-daphne", f"daphne -b 127.0.0.1 -p {port} config.asgi:application", env
@@ -320,7 +326,14 @@ class Bench:
     def connect(self, port: int, n: int) -> dict:
         shares = [n // len(self.clients) + (i < n % len(self.clients)) for i in range(len(self.clients))]
         for client, share in zip(self.clients, shares, strict=True):
-            client.send(op="connect", host="127.0.0.1", port=port, n=share, concurrency=self.args.concurrency)
+            client.send(
+                op="connect",
+                host="127.0.0.1",
+                port=port,
+                n=share,
+                concurrency=self.args.concurrency,
+                offer=self.offer,
+            )
         replies = [client.recv(600) for client in self.clients]
         errors: dict[str, int] = {}
         for reply in replies:
@@ -343,10 +356,11 @@ class Bench:
 
     def stats(self, lo: int, hi: int) -> tuple[dict[int, list], dict[str, int]]:
         """k -> [readers that got it, duplicates, first arrival, last arrival] over all clients, and
-        the close codes servers sent since the last reset."""
+        the close codes servers sent since the last reset (and, under "bytes", the bytes received)."""
         merged: dict[int, list] = {}
-        closes: dict[str, int] = {}
+        closes: dict[str, int] = {"bytes": 0}
         for reply in self.all_clients(op="report", lo=lo, hi=hi):
+            closes["bytes"] += reply.get("bytes", 0)
             for code, count in reply["closes"].items():
                 closes[code] = closes.get(code, 0) + count
             for key, (got, dup, first, last) in reply["stats"].items():
@@ -400,6 +414,7 @@ class Bench:
         redis_s = redis_cpu(self.redis) - redis0
         clients_s = sum(cpu_seconds(client.pid) for client in self.clients) - clients0
         stats, closes = self.stats(lo, lo + count - 1)
+        wire = closes.pop("bytes")
         last = [stats[k][3] - t for k, t in sent.items() if k in stats]
         last_commit = [stats[k][3] - t for k, t in committed.items() if k in stats]
         first = [stats[k][2] - t for k, t in sent.items() if k in stats]
@@ -421,6 +436,7 @@ class Bench:
             "cpu_us": 1e6 * cpu / delivered if delivered else float("nan"),
             "redis_us": 1e6 * redis_s / delivered if delivered else float("nan"),
             "client_us": 1e6 * clients_s / delivered if delivered else float("nan"),
+            "wire_bytes": wire / delivered if delivered else float("nan"),
         }
 
     def burst(self, trigger: Child, server: Child, readers: int) -> dict:
@@ -435,6 +451,7 @@ class Bench:
         done = [client.recv(self.args.burst_timeout + 30) for client in self.clients]
         cpu, redis_s = cpu_seconds(server.pid) - cpu0, redis_cpu(self.redis) - redis0
         stats, closes = self.stats(lo, lo + n - 1)
+        closes.pop("bytes")
         delivered = sum(s[0] for s in stats.values())
         arrived = max((s[3] for s in stats.values()), default=reply["t"])
         last = arrived - reply["t"]
@@ -466,6 +483,7 @@ class Bench:
         port = free_port()
         print(f"[{time.strftime('%H:%M:%S')}] {title} (port {port})", flush=True)
         server = trigger = None
+        self.offer = BROWSER_OFFER if kind == "uvicorn-deflate" else None
         try:
             server = self.start_server(kind, port, case)
             trigger = self.start_trigger(kind, case)
@@ -634,7 +652,8 @@ def report(args, results: list[dict], big: dict | None, command: str, seconds: f
     lines += [f"Command: `{command}` ({seconds / 60:.1f} min)", ""]
     lines += machine_info(args.label)
     lines += [
-        f"- Method: {args.client_procs} client processes (raw asyncio, no compression, {args.concurrency} "
+        f"- Method: {args.client_procs} client processes (raw asyncio; offering nothing, or for "
+        f"uvicorn-deflate `{BROWSER_OFFER}`; {args.concurrency} "
         f"handshakes in flight each; RLIMIT_NOFILE {nofile()}); per reader count "
         f"and server, a fresh server; {args.entries} single entries, each sent ≥ {args.gap * 1000:.0f} ms "
         "after the previous one and only once the previous one reached every reader; latency = "
@@ -687,7 +706,8 @@ def report(args, results: list[dict], big: dict | None, command: str, seconds: f
         )
     lines += [""] if failures else []
     lines += ["## Costs: server CPU, memory per idle connection, the hook", ""]
-    head = "| readers | server | server CPU µs/delivery | client CPU µs/delivery | KB/idle conn "
+    head = "| readers | server | server CPU µs/delivery | client CPU µs/delivery | bytes/delivery "
+    head += "| KB/idle conn "
     head += "| store() ms, 0 → N readers | of which DB, 0 → N | the hook (serialize + push), 0 → N |"
     lines += table_head(head, multi)
     for r in results:
@@ -696,7 +716,7 @@ def report(args, results: list[dict], big: dict | None, command: str, seconds: f
         s = r["single"]
         row = (
             f"| {r['readers']:,} | {r['server']} | {fmt(s['cpu_us'])} | {fmt(s['client_us'])} "
-            f"| {fmt(r['kb_per_conn'])} "
+            f"| {fmt(s.get('wire_bytes', float('nan')), 0)} | {fmt(r['kb_per_conn'])} "
         )
         if r["server"] == "bare":
             row += f"| PUBLISH {fmt(median(r['store0_ms']), 2)} → {fmt(median(s['store_ms']), 2)} | – | – |"
@@ -711,11 +731,12 @@ def report(args, results: list[dict], big: dict | None, command: str, seconds: f
     lines += [
         "",
         "CPU = utime+stime (/proc/PID/stat) of the server's process tree, and of the client processes, over "
-        "the single-entry phase ÷ deliveries. Memory = (VmRSS of the server tree with N idle sockets − "
-        "VmRSS after the warm-up with none) ÷ N. store() = time inside store() for one entry in the "
-        f"trigger process, median of {args.idle_entries} entries with no reader and of the single entries "
-        "with N; DB = until COMMIT returned. The hook = the entry_changed receiver's own time (it "
-        "serializes the event) plus its on-commit push.",
+        "the single-entry phase ÷ deliveries. Bytes = what the readers' sockets received (WebSocket "
+        "frames, pings included) over the phase ÷ deliveries. Memory = (VmRSS of the server tree with N "
+        "idle sockets − VmRSS after the warm-up with none) ÷ N. store() = time inside store() for one "
+        f"entry in the trigger process, median of {args.idle_entries} entries with no reader and of the "
+        "single entries with N; DB = until COMMIT returned. The hook = the entry_changed receiver's own "
+        "time (it serializes the event) plus its on-commit push.",
         "",
     ]
     bursts = [r for r in results if "burst" in r]
@@ -748,6 +769,7 @@ def report(args, results: list[dict], big: dict | None, command: str, seconds: f
             "",
         ]
     lines += daphne_vs_uvicorn(results, reps)
+    lines += compressed_vs_plain(results, reps)
     lines += targets(args, results, reps)
     if big:
         lines += big_report(big)
@@ -803,6 +825,56 @@ def daphne_vs_uvicorn(results, reps) -> list[str]:
         cells.append(fmt(median([ratio(b, a) for a, b in zip(d, u, strict=False)]), 2) if d and u else "–")
         lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
     lines += ["", f"Medians over {len(reps)} run(s) of the per-run ratio.", ""]
+    return lines
+
+
+def compressed_vs_plain(results, reps) -> list[str]:
+    """Issue 15's targets: compressed shared frames against plain ones and the bare ceiling."""
+    servers = {r["server"] for r in results}
+    if not {"uvicorn", "uvicorn-deflate"} <= servers:
+        return []
+    lines = [
+        "## Compressed shared frames (issue 15): uvicorn-deflate against uvicorn and bare, same run",
+        "",
+        "| readers | bytes per delivery, deflate ÷ plain (≤ 0.55) | server CPU per delivery, deflate ÷ plain "
+        "(≤ 1.2) | p99 from COMMIT, deflate ÷ bare (≤ 1.3) | p99 from COMMIT, plain ÷ bare |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+
+    def per_run(n, server, other, metric):
+        values = []
+        for rep in reps:
+            a = per_rep(results, [rep], n, server, metric)
+            b = per_rep(results, [rep], n, other, metric)
+            if a and b:
+                values.append(ratio(a[0], b[0]))
+        return values
+
+    def cell(values, limit):
+        if not values:
+            return "–"
+        m = median(values)
+        runs = " · ".join(fmt(v, 2) for v in values)
+        return f"{fmt(m, 2)} ({runs}) {'✅' if m <= limit else '❌'}" if limit else f"{fmt(m, 2)} ({runs})"
+
+    def p99(r):
+        return quantile(r["single"]["commit_last_ms"], 0.99)
+
+    def wire(r):
+        return r["single"].get("wire_bytes")
+
+    def cpu(r):
+        return r["single"]["cpu_us"]
+
+    for n in sorted({r["readers"] for r in results}):
+        cells = [
+            cell(per_run(n, "uvicorn-deflate", "uvicorn", wire), 0.55),
+            cell(per_run(n, "uvicorn-deflate", "uvicorn", cpu), 1.2),
+            cell(per_run(n, "uvicorn-deflate", "bare", p99), 1.3),
+            cell(per_run(n, "uvicorn", "bare", p99), None),
+        ]
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    lines += ["", "Medians of the per-run ratios (each run's in brackets); ✅/❌ read off them.", ""]
     return lines
 
 
@@ -903,7 +975,7 @@ def targets(args, results, reps) -> list[str]:
 
 
 def _app_servers(results) -> list[str]:
-    return [s for s in ("uvicorn", "daphne") if any(r["server"] == s for r in results)]
+    return [s for s in ("uvicorn", "uvicorn-deflate", "daphne") if any(r["server"] == s for r in results)]
 
 
 def big_report(big: dict) -> list[str]:
@@ -930,7 +1002,11 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clients", default="100,1000,5000", help="reader counts (default 100,1000,5000)")
-    parser.add_argument("--servers", default="bare,uvicorn,daphne", help="of bare,uvicorn,daphne")
+    parser.add_argument(
+        "--servers",
+        default="bare,uvicorn,uvicorn-deflate,daphne",
+        help="of bare,uvicorn,uvicorn-deflate,daphne",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="100 and 1,000 readers, fewer entries, no 10k test"
     )

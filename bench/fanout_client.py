@@ -1,8 +1,11 @@
 """Hold many WebSocket readers in one process, at the lowest cost a Python client can manage.
 
-Raw asyncio: a fixed handshake, a frame parser, no JSON decoding, no compression. Each text message
-is reduced to the bench key `k` found in the entry's title ("fanout k=<k> t=<send time>") and its
-arrival time (one clock reading per read from the socket). Driven by fanout.py over stdin/stdout, one
+Raw asyncio: a fixed handshake, a frame parser, no JSON decoding. Each text message is reduced to
+the bench key `k` found in the entry's title ("fanout k=<k> t=<send time>") and its arrival time
+(one clock reading per read from the socket). With `offer` (e.g. browsers' "permessage-deflate;
+client_max_window_bits") the handshake offers it, compressed messages are inflated (alone when the
+server keeps no context, RFC 7692 server_no_context_takeover; else with the socket's own context),
+and the bytes received are counted either way. Driven by fanout.py over stdin/stdout, one
 JSON object per line.
 """
 
@@ -15,6 +18,7 @@ import resource
 import sys
 import threading
 import time
+import zlib
 
 KEY = re.compile(rb"fanout k=(\d+) ")
 # Replies go to the original stdout; anything else printed goes to stderr.
@@ -24,7 +28,7 @@ os.dup2(2, 1)
 SOCKETS: set = set()
 # k -> [readers that got it, duplicates, first arrival, last arrival]
 STATS: dict[int, list] = {}
-OTHER = {"messages": 0}
+OTHER = {"messages": 0, "bytes": 0}
 # Close codes the server sent ("lost" for connections that ended without a close frame).
 CLOSES: dict[str, int] = {}
 WAITER: dict = {}
@@ -46,8 +50,36 @@ def masked(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
 
 
+# Messages compressed alone, by their bytes: thousands of readers in this one process get the same
+# frame (a browser inflates its one message on its own CPU), so each is inflated once here.
+INFLATED: dict[bytes, bytes] = {}
+
+
+def inflate(payload: bytes, context) -> bytes:
+    if context is not True:  # the server keeps a context per socket: each socket inflates its own
+        return context.decompress(payload + b"\x00\x00\xff\xff")
+    text = INFLATED.get(payload)
+    if text is None:
+        if len(INFLATED) > 1000:
+            INFLATED.clear()
+        text = INFLATED[payload] = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+    return text
+
+
 class Reader(asyncio.Protocol):
-    __slots__ = ("transport", "buf", "open", "ready", "closed", "seen", "frag", "request", "closing")
+    __slots__ = (
+        "transport",
+        "buf",
+        "open",
+        "ready",
+        "closed",
+        "seen",
+        "frag",
+        "request",
+        "closing",
+        "inflate",
+        "rsv1",
+    )
 
     def __init__(self, request: bytes, ready: asyncio.Future, closed: asyncio.Future):
         self.request = request
@@ -59,6 +91,8 @@ class Reader(asyncio.Protocol):
         self.frag: list[bytes] | None = None
         self.transport = None
         self.closing = False
+        self.inflate = None  # None: no compression; True: each message alone; else a decompressobj
+        self.rsv1 = False
 
     def connection_made(self, transport):
         self.transport = transport
@@ -75,6 +109,7 @@ class Reader(asyncio.Protocol):
 
     def data_received(self, data):
         now = time.time()
+        OTHER["bytes"] += len(data)
         if not self.open:
             self.buf += data
             end = self.buf.find(b"\r\n\r\n")
@@ -85,6 +120,9 @@ class Reader(asyncio.Protocol):
                 self.ready.set_exception(ConnectionError(status.decode(errors="replace")[:60]))
                 self.transport.close()
                 return
+            head = self.buf[:end].lower()
+            if b"permessage-deflate" in head:
+                self.inflate = True if b"server_no_context_takeover" in head else zlib.decompressobj(-15)
             data, self.buf, self.open = self.buf[end + 4 :], b"", True
             SOCKETS.add(self)
             self.ready.set_result(True)
@@ -112,6 +150,8 @@ class Reader(asyncio.Protocol):
 
     def frame(self, b0: int, payload: bytes, now: float):
         opcode, fin = b0 & 0x0F, b0 & 0x80
+        if opcode in (1, 2):
+            self.rsv1 = bool(b0 & 0x40)
         if opcode in (1, 2) and not fin:
             self.frag = [payload]
             return
@@ -121,6 +161,8 @@ class Reader(asyncio.Protocol):
                 return
             payload, self.frag, opcode = b"".join(self.frag), None, 1
         if opcode == 1:
+            if self.rsv1:
+                payload = inflate(payload, self.inflate)
             self.message(payload, now)
         elif opcode == 9:
             self.transport.write(masked(0xA, payload))
@@ -155,12 +197,14 @@ class Reader(asyncio.Protocol):
                 WAITER["future"].set_result(True)
 
 
-async def open_one(host: str, port: int, path: str, timeout: float) -> Reader:
+async def open_one(host: str, port: int, path: str, timeout: float, offer: str | None = None) -> Reader:
     loop = asyncio.get_running_loop()
     key = base64.b64encode(os.urandom(16)).decode()
+    extensions = f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else ""
     request = (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}:{port}\r\n\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{host}:{port}\r\n"
+        f"{extensions}\r\n"
     ).encode()
     ready, closed = loop.create_future(), loop.create_future()
     transport, reader = await asyncio.wait_for(
@@ -182,7 +226,13 @@ async def connect(cmd: dict) -> dict:
     async def one():
         async with limit:
             try:
-                await open_one(cmd["host"], cmd["port"], cmd.get("path", "/ws/live/"), cmd.get("timeout", 30))
+                await open_one(
+                    cmd["host"],
+                    cmd["port"],
+                    cmd.get("path", "/ws/live/"),
+                    cmd.get("timeout", 30),
+                    cmd.get("offer"),
+                )
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"[:80]
                 errors[reason] = errors.get(reason, 0) + 1
@@ -222,6 +272,8 @@ def report(cmd: dict) -> dict:
     return {
         "open": len(SOCKETS),
         "messages": OTHER["messages"],
+        "bytes": OTHER["bytes"],
+        "compressed": sum(1 for reader in SOCKETS if reader.inflate is not None),
         "closes": CLOSES,
         "stats": {str(k): STATS[k] for k in keys if k in STATS},
     }
@@ -231,6 +283,7 @@ def reset() -> dict:
     STATS.clear()
     CLOSES.clear()
     OTHER["messages"] = 0
+    OTHER["bytes"] = 0
     for reader in SOCKETS:
         reader.seen.clear()
     return {"open": len(SOCKETS)}

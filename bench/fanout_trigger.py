@@ -23,9 +23,30 @@ os.dup2(2, 1)  # Django's log lines must not mix with the replies
 
 FEED_URL = "https://fanout.bench.invalid/feed.xml"
 FEED_TITLE = "Fanout bench"
-# About the size of a real entry's summary, so messages weigh what they will in production.
+# A real entry's summary in size and kind: prose and the markup feeds carry (paragraphs, links, a
+# list, a quote), no repetition. Events of real entries of 1 to 2.5 KB from ../shared/corpus compress
+# to 48-56 % (median 53 %) of their plain frame; this one to about the median.
 SUMMARY = (
-    "<p>" + "A live blog entry with a summary of typical length for the fan-out benchmark. " * 5 + "</p>"
+    "<p>The city council voted 7 to 4 on Tuesday night to approve the "
+    '<a href="https://example.com/news/2026/transit-plan"'
+    ' rel="noopener noreferrer nofollow">revised transit plan</a>, ending a debate '
+    "that had stretched over three sessions and drawn more than two hundred public comments. The plan "
+    'adds <a href="https://example.com/news/2026/bus-routes"'
+    ' rel="noopener noreferrer nofollow">four bus routes</a> on the east side, '
+    "extends evening service until midnight, and funds a pilot of free fares for riders under "
+    "eighteen.</p>"
+    "<blockquote><p>We heard from parents, from shift workers, from students. This plan is for "
+    "them.</p></blockquote>"
+    '<p>Opponents, led by <a href="https://example.com/people/council-member-ortiz"'
+    ' rel="noopener noreferrer nofollow">Council Member '
+    "Ortiz</a>, argued that the fare pilot would cost $2.3 million a year without a clear way to "
+    "measure its effect. Supporters pointed to "
+    '<a href="https://example.com/data/ridership"'
+    ' rel="noopener noreferrer nofollow">ridership figures</a> from neighbouring districts, '
+    "where similar programmes raised weekday boardings by about 12 percent within a year.</p>"
+    "<ul><li><strong>Route 31:</strong> Harbor Street to the university, every 15 minutes</li>"
+    "<li><strong>Route 44:</strong> Eastgate loop, weekends included</li></ul>"
+    "<p><em>Updated 21:40:</em> the mayor said she would sign the measure on Friday.</p>"
 )
 
 

@@ -240,7 +240,9 @@ class Hub:
         while self.last < upto:
             rows, more = await catch_up_page(self.last, upto)
             for row in rows:
-                self.deliver(*row)
+                # The heartbeat and a gap may both be catching up while events keep arriving.
+                if row[0] > self.last:
+                    self.deliver(*row)
             if not more:
                 self.last = upto
 
@@ -270,12 +272,14 @@ class Hub:
         # The newest stays, whatever its size: the next one to deliver still needs its `prev`.
         while self.memory > self.max_memory and len(self.recent) > 1:
             self.forget()
+        metrics.history_bytes.set(self.memory)
 
     def forget(self) -> None:
         event = self.recent.popleft()
         event.hub = None
         self.memory -= event.size
         self.floor = event.seq
+        metrics.history_bytes.set(self.memory)
 
 
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()

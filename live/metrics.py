@@ -24,6 +24,11 @@ connected_clients = Gauge(
     "Readers connected to this web process (WebSocket and SSE).",
     registry=registry,
 )
+history_bytes = Gauge(
+    "livelog_history_bytes",
+    "Bytes of recent events this web process keeps for readers who resume (LIVE_HISTORY_BYTES).",
+    registry=registry,
+)
 delivered = Histogram(
     "livelog_entry_delivered_seconds",
     "From an entry's commit to this web process handing it to its readers.",

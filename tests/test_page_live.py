@@ -367,3 +367,35 @@ def test_times_are_relative_stay_current_and_show_the_exact_local_time(stack, wr
     bare = open_page(web + "/", java_script_enabled=False)
     assert bare.inner_text(f"#entry-{entry_id('recent')} time").endswith(" UTC")
     assert bare.is_hidden("#status")  # no script, no live state to claim
+
+
+def test_a_compressed_live_update_arrives_intact(stack, writes, open_page):
+    web, _ = stack.web()
+    feed = Feed.objects.create(url="https://example.com/wire.xml", title="Wire")
+    writes(publish, feed, "before")
+    page = open_page(web + "/")
+    # What Chromium negotiated, from its own network log: the page's socket is opened again with
+    # the log on.
+    handshakes = []
+    cdp = page.context.new_cdp_session(page)
+    cdp.on("Network.webSocketHandshakeResponseReceived", lambda event: handshakes.append(event))
+    cdp.send("Network.enable")
+    page.reload()
+    page.wait_for_selector(LIVE)
+    [handshake] = handshakes
+    headers = {k.lower(): v for k, v in handshake["response"]["headers"].items()}
+    assert headers["sec-websocket-extensions"].startswith("permessage-deflate; server_no_context_takeover")
+
+    paragraphs = [f"Paragraph {n}: the council voted — «oui» to the plan, 投票 ✓{'x' * n}" for n in range(40)]
+    summary = "".join(f"<p>{text}</p>" for text in paragraphs)
+    title = "Ünïcödé title ✓" + " long" * 30
+
+    def publish_long():
+        store(feed, document(item("long", title=title, summary=summary)))
+
+    writes(publish_long)
+    page.wait_for_function("() => document.querySelectorAll('#entries .entry').length === 2")
+    assert titles(page)[0] == title
+    shown = page.locator("#entries .entry").first.locator(".summary p").all_inner_texts()
+    assert shown == paragraphs
+    assert page.trapped()["errors"] == []

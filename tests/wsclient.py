@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+import zlib
 
 from websockets.sync.client import connect
 
@@ -99,3 +100,57 @@ class ResumingClient:
         self._stop.set()
         self.disconnect_once()
         self._thread.join(10)
+
+
+BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
+
+
+def raw_connect(base_url: str, query: str = "", offer: str | None = BROWSER_OFFER):
+    """A bare socket through the handshake (offering what browsers offer, by default): the socket
+    and the response's headers, lower-cased. Frames are then read with `read_frame`."""
+    import socket
+
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    extensions = f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else ""
+    path = "/ws/live/" + (f"?{query}" if query else "")
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: {base_url}\r\n{extensions}\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert b" 101 " in response, response
+    return sock, response.decode("latin-1").lower()
+
+
+def read_frame(sock) -> bytes:
+    """One whole frame as the server sent it."""
+
+    def exactly(n):
+        data = bytearray()
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "closed"
+            data += chunk
+        return bytes(data)
+
+    head = exactly(2)
+    size = head[1] & 0x7F
+    extra = exactly({126: 2, 127: 8}.get(size, 0))
+    if extra:
+        size = int.from_bytes(extra, "big")
+    return head + extra + exactly(size)
+
+
+def payload(frame: bytes) -> bytes:
+    """A server frame's text, inflated if it is compressed (RFC 7692, no context takeover)."""
+    size = frame[1] & 0x7F
+    data = frame[2 + {126: 2, 127: 8}.get(size, 0) :]
+    if frame[0] & 0x40:
+        data = zlib.decompressobj(-15).decompress(data + b"\x00\x00\xff\xff")
+    return data
