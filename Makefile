@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# Tests use the real PostgreSQL and Redis of this machine (see README).
+# Tests use the real PostgreSQL and Redis of this machine, or throwaway ones (see README).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/livelog
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/14
 PYTEST_ARGS ?=
@@ -42,9 +42,10 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# When the PostgreSQL or Redis above does not answer, tests/services.py starts throwaway ones.
 test: lint
 	$(TEST_ENV) $(PY) manage.py collectstatic --noinput --verbosity 0
-	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) tests/services.py $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: bench-fanout bench-ingest
 

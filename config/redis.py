@@ -12,7 +12,7 @@ import redis
 from django.conf import settings
 
 # Connections per process at most; a caller waits up to TIMEOUT for one to come back.
-SIZE = 2
+SIZE = 1
 TIMEOUT = 2
 
 _pool: redis.BlockingConnectionPool | None = None
@@ -48,3 +48,11 @@ class SharedPool(redis.BlockingConnectionPool):
     @classmethod
     def from_url(cls, url, **options):
         return pool()
+
+
+def transient() -> redis.Redis:
+    """A client on a connection of its own, closed with it: for talking to Redis every few seconds
+    (a worker's heartbeat) without holding a connection in between."""
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2, **settings.REDIS_OPTIONS
+    )

@@ -175,8 +175,14 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# No remote control: its subscription is a Redis connection per worker, and /readyz hears workers
+# through their heartbeat instead (config/celery.py). Heroku Redis Mini accepts 20 clients.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+# Publishing connections are opened for the send and closed after it, not kept per process: the beat
+# and each worker process would otherwise hold two each, idle between ticks.
+CELERY_BROKER_POOL_LIMIT = 0
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "config.schedulers:Scheduler"  # django-celery-beat's, with no idle connection
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-feeds": {
         "task": "feeds.tasks.dispatch_due_feeds",

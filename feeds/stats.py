@@ -7,6 +7,7 @@ in one process (`make run`), a dict does.
 
 import contextlib
 import threading
+import time
 from collections import Counter
 
 from django.conf import settings
@@ -16,6 +17,8 @@ from config import redis
 KEY = "livelog:metrics"
 # The last tick of the beat (a time.time() value in the cache), read by /readyz.
 BEAT_KEY = "livelog:beat:last-tick"
+# Each worker's last heartbeat (config/celery.py), read by /readyz.
+WORKERS_KEY = "livelog:workers"
 # Seconds. Fetches take milliseconds to the total deadline; stages run from seconds to hours.
 FETCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20)
 STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
@@ -110,3 +113,21 @@ def record_push_stored(received_at, committed_at, new: int) -> None:
     if new:
         fields["entries:pushed"] += new
     observe(fields)
+
+
+def record_worker_alive(hostname: str) -> None:
+    """Never raises: if Redis is away, /readyz says so through its own check."""
+    # The worker's main process uses Redis for nothing else: it holds no connection in between.
+    with contextlib.suppress(Exception), redis.transient() as client:
+        client.hset(WORKERS_KEY, hostname, time.time())
+
+
+def workers_alive(within: float) -> list[str]:
+    """Workers heard from in the last `within` seconds; forgets those silent for an hour."""
+    client = redis.client()
+    now = time.time()
+    ages = {hostname.decode(): now - float(seen) for hostname, seen in client.hgetall(WORKERS_KEY).items()}
+    gone = [hostname for hostname, age in ages.items() if age > 3600]
+    if gone:
+        client.hdel(WORKERS_KEY, *gone)
+    return [hostname for hostname, age in ages.items() if age < within]

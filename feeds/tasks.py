@@ -20,9 +20,11 @@ def dispatch_due_feeds() -> int:
     # Seen by /readyz: a recent tick proves the beat fires and a worker runs what it sends.
     cache.set(BEAT_KEY, time.time(), timeout=3600)
     due = claim_due_feeds()
-    for feed_ids, interval in batches(due):
-        # A batch still queued when its feeds are due again is stale: the next tick sends a fresh one.
-        fetch_feeds.apply_async((feed_ids,), expires=max(interval, 5))
+    # One broker connection for the tick's batches (settings: publishing connections are not kept).
+    with fetch_feeds.app.producer_or_acquire() as producer:
+        for feed_ids, interval in batches(due):
+            # A batch still queued when its feeds are due again is stale: the next tick sends a fresh one.
+            fetch_feeds.apply_async((feed_ids,), expires=max(interval, 5), producer=producer)
     return len(due)
 
 

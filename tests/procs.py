@@ -30,13 +30,14 @@ def procfile() -> dict[str, str]:
 
 
 class Proc:
-    def __init__(self, name: str, command: str, env: dict):
+    def __init__(self, name: str, command: str, env: dict, cwd: Path = ROOT, bin_dir: Path = VENV_BIN):
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"livelog-{name}-", suffix=".log", delete=False)  # noqa: SIM115
-        full_env = {**os.environ, **env, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+        full_env = {**os.environ, **env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+        full_env = {name: value for name, value in full_env.items() if value is not None}  # None unsets
         self.popen = subprocess.Popen(
             ["bash", "-c", f"exec {command}"],
-            cwd=ROOT,
+            cwd=cwd,
             env=full_env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -67,11 +68,11 @@ class Proc:
                 self.popen.wait()
 
 
-def run_procfile(name: str, env: dict, port: int | None = None) -> Proc:
+def run_procfile(name: str, env: dict, port: int | None = None, **where) -> Proc:
     command = procfile()[name]
     if port is not None:
         command = command.replace("$PORT", str(port))
-    return Proc(name, command, env)
+    return Proc(name, command, env, **where)
 
 
 def wait_until(check, timeout: float, interval: float = 0.1, what: str = "condition"):

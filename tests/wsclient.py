@@ -65,6 +65,7 @@ class ResumingClient:
         self.cursor = after
         self.messages: list[dict] = []
         self.reconnects = 0
+        self.close_codes: list[int | None] = []  # the server's close code of each socket it closed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -84,6 +85,9 @@ class ResumingClient:
             except Exception:  # noqa: S110 - closed or refused: try again, as the page does
                 pass
             if not self._stop.is_set():
+                ws, self._ws = getattr(self, "_ws", None), None
+                if ws is not None:
+                    self.close_codes.append(ws.close_code)
                 self.reconnects += 1
                 time.sleep(0.3)
 
