@@ -113,6 +113,7 @@ def check_beat() -> tuple[bool, str]:
 def check_worker() -> tuple[bool, str]:
     if celery_app.conf.task_always_eager:
         return True, "tasks run in this process"
-    # Their heartbeat, not `celery inspect ping`: remote control is off (config/settings.py).
+    # "Answered": a heartbeat in the last WORKER_STALE seconds, not `celery inspect ping` (remote
+    # control is off: config/settings.py).
     alive = workers_alive(WORKER_STALE)
-    return bool(alive), f"{len(alive)} worker(s) heard from in the last {WORKER_STALE:.0f} s"
+    return bool(alive), f"{len(alive)} worker(s) answered"
