@@ -23,6 +23,7 @@ delete, which the admin uses), so the number and the row always commit together.
 """
 
 from django.db import models, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from feeds.changelog import next_seq
@@ -190,6 +191,15 @@ def _record_addition(source: BlogSource) -> None:
 
 def _record_removal(blog: Blog, feed_id: int) -> None:
     BlogChange.objects.create(blog=blog, seq=next_seq(), kind=BlogChange.Kind.SOURCE_REMOVED, feed_id=feed_id)
+
+
+def kept_by_blogs() -> Q:
+    """Entries that stay after the river's retention period: every post, and every entry of a blog's
+    sources (an ended blog's, up to its end), so a blog's archive keeps what it covered."""
+    followed = BlogSource.objects.filter(feed_id=OuterRef("feed_id")).filter(
+        Q(blog__ended_seq__isnull=True) | Q(blog__ended_seq__gte=OuterRef("created_seq"))
+    )
+    return Q(blog__isnull=False) | Q(Exists(followed))
 
 
 def add_source(blog: Blog, feed: Feed, hold: bool = False) -> tuple[BlogSource, bool]:

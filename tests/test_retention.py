@@ -37,3 +37,25 @@ def test_retention_zero_keeps_everything(settings):
     store(feed, document(item("old")))
     Entry.objects.update(first_seen=timezone.now() - timedelta(days=3650))
     assert prune_entries() == 0
+
+
+def test_entries_of_blogs_stay_after_the_rivers_retention(settings):
+    from blogs.models import Blog, add_source, end_blog
+
+    settings.FEEDS_RETENTION_DAYS = 30
+    followed = Feed.objects.create(url="https://example.com/followed.xml")
+    ended_source = Feed.objects.create(url="https://example.com/ended.xml")
+    other = Feed.objects.create(url="https://example.com/other.xml")
+    store(followed, document(item("f1")))
+    store(ended_source, document(item("e1")))
+    store(other, document(item("o1")))
+    add_source(Blog.objects.create(slug="live", title="Live"), followed)
+    archive = Blog.objects.create(slug="archive", title="Archive")
+    add_source(archive, ended_source)
+    end_blog(archive)
+    store(ended_source, document(item("e1"), item("e2")))  # after its blog ended: not the blog's
+    Entry.objects.update(first_seen=timezone.now() - timedelta(days=31))
+
+    assert prune_entries() == 2
+    kept = set(Entry.objects.filter(removed_at__isnull=True).values_list("guid", flat=True))
+    assert kept == {"f1", "e1"}
