@@ -60,9 +60,10 @@ class LiveClient:
 class ResumingClient:
     """Like the page: reconnects with its last cursor whenever the socket closes."""
 
-    def __init__(self, base_url: str, after: str):
+    def __init__(self, base_url: str, after: str, query: str = ""):
         self.base_url = base_url
         self.cursor = after
+        self.query = query  # more parameters, e.g. "blog=election"
         self.messages: list[dict] = []
         self.reconnects = 0
         self.close_codes: list[int | None] = []  # the server's close code of each socket it closed
@@ -75,7 +76,10 @@ class ResumingClient:
         while not self._stop.is_set():
             try:
                 with connect(
-                    f"{ws_url}?after={self.cursor}", origin=self.base_url, open_timeout=5, proxy=None
+                    f"{ws_url}?after={self.cursor}{'&' + self.query if self.query else ''}",
+                    origin=self.base_url,
+                    open_timeout=5,
+                    proxy=None,
                 ) as ws:
                     self._ws = ws
                     for text in ws:
