@@ -218,6 +218,8 @@ FEEDS_CONNECT_TIMEOUT = float(os.environ.get("FEEDS_CONNECT_TIMEOUT", "5"))
 FEEDS_READ_TIMEOUT = float(os.environ.get("FEEDS_READ_TIMEOUT", "10"))
 FEEDS_TOTAL_TIMEOUT = float(os.environ.get("FEEDS_TOTAL_TIMEOUT", "20"))
 FEEDS_MAX_BYTES = int(os.environ.get("FEEDS_MAX_BYTES", str(10 * 1024 * 1024)))
+# Seconds of CPU parsing one document may take; past it the fetch is an error (and backs off).
+FEEDS_PARSE_TIMEOUT = float(os.environ.get("FEEDS_PARSE_TIMEOUT", "10"))
 # The tick sends due feeds in batches; each batch is fetched on this many threads of a worker.
 FEEDS_BATCH_SIZE = int(os.environ.get("FEEDS_BATCH_SIZE", "20"))
 FEEDS_FETCH_THREADS = int(os.environ.get("FEEDS_FETCH_THREADS", "20"))

@@ -11,8 +11,11 @@ import time
 from collections.abc import Callable
 
 
-class Expired(Exception):
-    """The deadline passed, or the work was cancelled; the caller turns it into its own error."""
+class Expired(BaseException):
+    """The deadline passed, or the work was cancelled; the caller turns it into its own error.
+
+    A BaseException, as cancellation is in asyncio: no `except Exception` on the way swallows it.
+    """
 
 
 class Deadline:

@@ -7,6 +7,9 @@
 3. Settle in the calling thread: parse (feeds/parsing.py), store (feeds/store.py), then record the
    outcome and give the lease back (feeds/schedule.py), whatever happened. One parse tree at a time
    in memory; outcomes of downloads that finish together are recorded together.
+Every stage is bounded in time: a download by FEEDS_TOTAL_TIMEOUT, a parse by FEEDS_PARSE_TIMEOUT of
+CPU; past either, the fetch is an error and the feed backs off. Downloads the task gives up (its soft
+time limit) are cancelled, so no download thread keeps decoding a body nobody will read.
 """
 
 import hashlib
@@ -25,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from feeds import schedule, stats, websub
+from feeds.bounds import Deadline
 from feeds.fetching import FetchError, Response, RetryLater, fetch
 from feeds.models import Feed
 from feeds.parsing import ParseError, parse
@@ -110,7 +114,10 @@ def fetch_and_store_many(feed_ids: list[int], *, enabled_only: bool = False) -> 
     if not taken:
         return outcomes
     executor = _executor()
-    unsettled: dict[Future, Feed] = {executor.submit(download, feed): feed for feed in taken}
+    deadlines = {feed.pk: Deadline(settings.FEEDS_TOTAL_TIMEOUT) for feed in taken}
+    unsettled: dict[Future, Feed] = {
+        executor.submit(download, feed, deadlines[feed.pk]): feed for feed in taken
+    }
     settled: list[tuple[int, dict]] = []
     try:
         while unsettled:
@@ -125,18 +132,24 @@ def fetch_and_store_many(feed_ids: list[int], *, enabled_only: bool = False) -> 
                 del unsettled[future]
     except SoftTimeLimitExceeded:
         log.warning("time limit reached with %d feed(s) of the batch unsettled", len(unsettled))
-        for feed in unsettled.values():
+        for future, feed in unsettled.items():
+            # Given up: a download not started never starts, one under way stops at its next check.
+            future.cancel()
+            deadlines[feed.pk].cancel()
             outcomes[feed.pk], changes = _timed_out(feed)
             settled.append((feed.pk, changes))
     schedule.release(settled)
     return outcomes
 
 
-def download(feed: Feed) -> Download:
-    """GET the feed's document, conditionally. Touches no database, so it can run in any thread."""
+def download(feed: Feed, deadline: Deadline | None = None) -> Download:
+    """GET the feed's document, conditionally. Touches no database, so it can run in any thread.
+
+    Cancelling `deadline` (FEEDS_TOTAL_TIMEOUT from now by default) stops the download at once.
+    """
     started = timezone.now()
     try:
-        response = fetch(feed.url, etag=feed.etag, last_modified=feed.last_modified)
+        response = fetch(feed.url, etag=feed.etag, last_modified=feed.last_modified, deadline=deadline)
     except FetchError as exc:
         return Download(started, error=exc)
     return Download(started, response=response)
@@ -214,7 +227,10 @@ def _record(feed: Feed, got: Download) -> tuple[Outcome, dict]:
         return Outcome(not_modified=True), changes | ok | validators | schedule.not_modified()
     try:
         parsed = parse(
-            response.content, url=response.url, content_type=response.headers.get("content-type", "")
+            response.content,
+            url=response.url,
+            content_type=response.headers.get("content-type", ""),
+            timeout=settings.FEEDS_PARSE_TIMEOUT,
         )
     except ParseError as exc:
         # The validators are not kept: the next fetch downloads the document again rather than

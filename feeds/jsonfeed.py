@@ -12,6 +12,7 @@ from feedparser.datetimes import _parse_date as parse_loose_date
 
 from feeds.bounds import Deadline
 from feeds.parsed import (
+    BAD_INPUT,
     MAX_AUTHOR,
     MAX_FEED_TITLE,
     MAX_ITEMS,
@@ -62,7 +63,7 @@ def parse_json(text: str, url: str, now: datetime, deadline: Deadline) -> Parsed
         deadline.check()
         try:
             entries.append(_entry(item, home or url, feed_author, now))
-        except Exception as exc:  # this item's problem, not the feed's
+        except BAD_INPUT as exc:  # this item's problem, not the feed's
             log.info("JSON Feed item skipped: %r", exc)
     hubs = doc.get("hubs") if isinstance(doc.get("hubs"), list) else []
     return ParsedFeed(

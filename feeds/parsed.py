@@ -33,6 +33,18 @@ MAX_GUID = 2048
 
 T = TypeVar("T")
 
+# What a bad field or a crash of feedparser's fallback parser raises: that entry's (or that document's)
+# problem. Named rather than `Exception`, so that a task's time limit is never taken for one.
+BAD_INPUT = (
+    ArithmeticError,
+    AssertionError,
+    AttributeError,
+    LookupError,
+    RuntimeError,
+    TypeError,
+    ValueError,
+)
+
 
 class ParseError(Exception):
     """str(e) is a clear human message stored on the feed."""

@@ -12,7 +12,7 @@ import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -141,13 +141,26 @@ def _redirect_changes(feed: Feed, target: str | None) -> dict:
 
 
 def release(settled: list[tuple[int, dict]]) -> None:
-    """Record each fetch's changes on its feed, count the fetch and give the lease back; one transaction.
+    """Record each fetch's changes on its feed, count the fetch and give the lease back.
 
-    Plain SQL, one executemany per set of changed columns: the ORM spends ~0.7 ms of CPU on each
-    UPDATE, which at 200 fetches a second is most of the cost of a fetch (see bench/ingest_scale.py).
+    One transaction for the batch: plain SQL, one executemany per set of changed columns (the ORM
+    spends ~0.7 ms of CPU on each UPDATE, which at 200 fetches a second is most of the cost of a
+    fetch; see bench/ingest_scale.py). Values that do not fit their column are refused first, with
+    an error on the feed; if the batch fails anyway, each feed is recorded on its own, so a
+    neighbour's problem never leaves a feed leased and its fetch unrecorded.
     """
     if not settled:
         return
+    settled = [(pk, _fitting(pk, changes)) for pk, changes in settled]
+    try:
+        _release_batch(settled)
+    except DatabaseError:
+        log.exception("recording a batch of %d fetches failed: recording each on its own", len(settled))
+        for pk, changes in settled:
+            _release_alone(pk, changes)
+
+
+def _release_batch(settled: list[tuple[int, dict]]) -> None:
     moves = [(pk, changes) for pk, changes in settled if "url" in changes]
     shapes: dict[tuple, list[list]] = {}
     for pk, changes in settled:
@@ -169,6 +182,40 @@ def release(settled: list[tuple[int, dict]]) -> None:
             cursor.executemany(sql, rows)
     for pk, changes in moves:
         _release_moved(pk, changes)
+
+
+def _release_alone(feed_id: int, changes: dict) -> None:
+    try:
+        _release_batch([(feed_id, changes)])
+    except DatabaseError as exc:
+        # Whatever this feed's changes hold, its lease comes back and the failure is on it.
+        log.exception("recording the fetch of feed %s failed", feed_id)
+        message = f"internal error: the fetch's outcome could not be recorded ({type(exc).__name__})"
+        Feed.objects.filter(pk=feed_id).update(
+            lease_until=None,
+            fetch_count=F("fetch_count") + 1,
+            error_count=F("error_count") + 1,
+            last_error=message,
+            last_error_at=timezone.now(),
+        )
+
+
+def _fitting(feed_id: int, changes: dict) -> dict:
+    """`changes` without the values too long for their column, and an error on the feed that names them."""
+    refused = {}
+    for name, value in changes.items():
+        limit = Feed._meta.get_field(name).max_length
+        if isinstance(value, str) and limit and len(value) > limit:
+            refused[name] = f"{name} ({len(value)} characters; the column holds {limit})"
+    if not refused:
+        return changes
+    message = "refused: too long to record: " + ", ".join(refused.values())
+    log.warning("feed %s: %s", feed_id, message)
+    kept = {name: value for name, value in changes.items() if name not in refused}
+    if "url" in refused:  # not moving after all
+        kept.pop("redirect_url", None)
+        kept.pop("redirect_count", None)
+    return kept | {"last_error": message[:2000], "last_error_at": timezone.now()}
 
 
 def _release_moved(feed_id: int, changes: dict) -> None:

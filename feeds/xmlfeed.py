@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from feeds.bounds import Deadline
 from feeds.htmlpage import not_a_feed
 from feeds.parsed import (
+    BAD_INPUT,
     MAX_AUTHOR,
     MAX_FEED_TITLE,
     MAX_ITEMS,
@@ -46,7 +47,7 @@ def parse_xml(text: str, url: str, root: str, now: datetime, deadline: Deadline)
         result = read(text, url, deadline)
     except ParseError:
         raise
-    except Exception as exc:
+    except BAD_INPUT as exc:
         # Its fallback parser is old code fed hostile input: a crash is this feed's error, not ours.
         raise ParseError(f"not a feed: unreadable XML ({type(exc).__name__}: {exc})") from exc
     raw_entries = result.get("entries", [])
@@ -67,7 +68,7 @@ def parse_xml(text: str, url: str, root: str, now: datetime, deadline: Deadline)
         deadline.check()
         try:
             entries.append(_entry(raw, url, feed_author, now))
-        except Exception as exc:  # this entry's problem, not the feed's
+        except BAD_INPUT as exc:  # this entry's problem, not the feed's
             log.info("feed entry skipped: %r", exc)
     links = [link for link in info.get("links", []) if isinstance(link, dict)]
     return ParsedFeed(

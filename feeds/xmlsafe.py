@@ -21,6 +21,7 @@ from xml.sax import SAXException
 from defusedxml import EntitiesForbidden
 from defusedxml.expatreader import DefusedExpatParser
 from feedparser.api import LooseFeedParser, StrictFeedParser
+from feedparser.html import _BaseHTMLProcessor
 from feedparser.urls import make_safe_absolute_uri
 from feedparser.util import FeedParserDict
 
@@ -38,7 +39,13 @@ DOCTYPE_HEAD = re.compile(r"""[^"'\[>]*(?:(?:"[^"]*"|'[^']*')[^"'\[>]*)*""")
 DECLARATION = re.compile(r"""<![^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*>""")
 SUBSET_END = re.compile(r"\]\s*>")
 SPACE = re.compile(r"\s*")
+# feedparser's loose parser escapes declarations it does not know, and expands <tag/>.
+LOOSE_DECLARATION = re.compile(r"<!(?!DOCTYPE|--|\[)", re.IGNORECASE)
+SHORT_TAG = re.compile(r"<([^<>\s]+?)\s*/>")
 CHUNK = 16 * 1024
+# The elements feedparser reads dates from (pubDate, dc:date, lastBuildDate, ... are pushed as these).
+DATES = {"published", "updated", "created", "expired"}
+MAX_DATE = 256
 
 
 def read(text: str, url: str, deadline: Deadline) -> FeedParserDict:
@@ -198,6 +205,15 @@ class _Bounded:
         self.deadline.check()
         return super().parse_declaration(i)
 
+    def pop(self, element, strip_whitespace=1):
+        # feedparser runs a dozen date formats' expressions over a date's text: a megabyte-long
+        # <pubDate> would cost seconds in one call. No real date is longer than this.
+        if element in DATES and self.elementstack and self.elementstack[-1][0] == element:
+            pieces = self.elementstack[-1][2]
+            if sum(map(len, pieces)) > MAX_DATE:
+                self.elementstack[-1][2] = [self._text()[:MAX_DATE]]
+        return super().pop(element, strip_whitespace)
+
     def _start_guid(self, attrs_d):
         super()._start_guid(attrs_d)
         self._guid_is_url = "ispermalink" in attrs_d or None  # None: decided by its text
@@ -240,7 +256,27 @@ class _Strict(_Bounded, StrictFeedParser):
 
 
 class _Loose(_Bounded, LooseFeedParser):
-    pass
+    def feed(self, data: str) -> None:
+        # _BaseHTMLProcessor.feed, with its substitutions made a piece at a time and the deadline
+        # checked between pieces: on millions of "<!" or "<a/>" each takes seconds, in one call.
+        # Pieces start at a "<", and no match contains one after its first character.
+        pieces = []
+        for start, end in _pieces(data):
+            self.deadline.check()
+            piece = LOOSE_DECLARATION.sub("&lt;!", data[start:end])
+            pieces.append(SHORT_TAG.sub(self._shorttag_replace, piece))
+        data = "".join(pieces).replace("&#39;", "'").replace("&#34;", '"')
+        super(_BaseHTMLProcessor, self).feed(data)
+        super(_BaseHTMLProcessor, self).close()
+
+
+def _pieces(text: str):
+    start = 0
+    while start < len(text):
+        end = text.find("<", start + CHUNK)
+        end = len(text) if end < 0 else end
+        yield start, end
+        start = end
 
 
 HTTP = re.compile(r"\s*(?:<!\[CDATA\[\s*)?https?://", re.IGNORECASE)
