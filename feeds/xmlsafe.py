@@ -16,6 +16,7 @@ re-encoding, minus both, since the document is already UTF-8 text here), so that
 """
 
 import re
+from collections.abc import Iterator
 from xml.sax import SAXException
 
 from defusedxml import EntitiesForbidden
@@ -260,20 +261,21 @@ class _Loose(_Bounded, LooseFeedParser):
         # _BaseHTMLProcessor.feed, with its substitutions made a piece at a time and the deadline
         # checked between pieces: on millions of "<!" or "<a/>" each takes seconds, in one call.
         # Pieces start at a "<", and no match contains one after its first character.
-        pieces = []
-        for start, end in _pieces(data):
+        out = []
+        for start, end in pieces(data, CHUNK):
             self.deadline.check()
             piece = LOOSE_DECLARATION.sub("&lt;!", data[start:end])
-            pieces.append(SHORT_TAG.sub(self._shorttag_replace, piece))
-        data = "".join(pieces).replace("&#39;", "'").replace("&#34;", '"')
+            out.append(SHORT_TAG.sub(self._shorttag_replace, piece))
+        data = "".join(out).replace("&#39;", "'").replace("&#34;", '"')
         super(_BaseHTMLProcessor, self).feed(data)
         super(_BaseHTMLProcessor, self).close()
 
 
-def _pieces(text: str):
+def pieces(text: str, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of pieces of `text` of about `size` characters, each starting at a "<" (but the first)."""
     start = 0
     while start < len(text):
-        end = text.find("<", start + CHUNK)
+        end = text.find("<", start + size)
         end = len(text) if end < 0 else end
         yield start, end
         start = end
