@@ -33,6 +33,8 @@ BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # can reorder what a reader sees ("Trojan Source"). The marks U+200E/U+200F stay: they cannot.
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 XHTML_VOID_END = re.compile(r"</(?:area|br|col|embed|hr|img|input|source|track|wbr)\s*>")
+# A character outside tags that is not white space (nh3's output is well-formed: no stray "<").
+VISIBLE_TEXT = re.compile(r"(?:^|>)\s*[^<\s]")
 # Regular expressions run over whole documents a piece at a time, so that none holds the GIL for long.
 PIECE = 1 << 20
 
@@ -132,7 +134,7 @@ def render_body(value: str, kind: str, base: str, cap: int) -> str:
 
 def shows_nothing(body: str) -> bool:
     """True for sanitized HTML a reader would see nothing of (say an iframe-only embed, cleaned)."""
-    return "<img" not in body and not html_to_text(body).strip()
+    return "<img" not in body and not VISIBLE_TEXT.search(body)
 
 
 def _capped(render, value: str, cap: int) -> str:
