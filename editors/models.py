@@ -33,6 +33,21 @@ class Editorial(models.Model):
         return "editorial permissions"
 
 
+def editors_group():
+    """The "Editors" group with its permissions (a migration makes it; a flushed test database lacks it)."""
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    group, _ = Group.objects.get_or_create(name="Editors")
+    content_type = ContentType.objects.get_for_model(Editorial, for_concrete_model=False)
+    for codename, name in Editorial._meta.permissions:
+        permission, _ = Permission.objects.get_or_create(
+            content_type=content_type, codename=codename, defaults={"name": name}
+        )
+        group.permissions.add(permission)
+    return group
+
+
 class ApiToken(models.Model):
     """A personal token for the write API. Only its SHA-256 is stored; revoking deletes the row."""
 

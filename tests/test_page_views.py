@@ -125,7 +125,7 @@ def test_every_page_forbids_inline_script_and_html_sinks(client, feed):
 def test_the_script_and_styles_stay_small_and_framework_free():
     script = (STATIC / "live.js").read_bytes()
     styles = (STATIC / "live.css").read_bytes()
-    assert len(gzip.compress(script, 9)) < 7_000
+    assert len(gzip.compress(script, 9)) < 7_200  # 7 KB before posts (issue 13): +0.1 KB
     assert len(gzip.compress(styles, 9)) < 2_000
     for sink in (
         b"innerHTML",

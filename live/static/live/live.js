@@ -68,6 +68,7 @@
   // The summary was sanitized by the server. It is still parsed in an inert document (no script
   // runs, nothing loads) and copied node by node through an allowlist, so a sanitizer bug or a
   // parser difference (mutation XSS) cannot reach this page.
+  window.livelogFragment = summaryFragment; // the editors' preview (one policy only)
   function summaryFragment(html) {
     var doc = new DOMParser().parseFromString(summaryPolicy.createHTML(html || ""), "text/html");
     var out = document.createDocumentFragment();
@@ -105,13 +106,14 @@
     var article = el("article", "entry");
     article.id = "entry-" + data.id;
     article.dataset.id = data.id;
-    article.dataset.feed = data.feed.id;
+    var feed = data.feed || { title: data.author }; // a post: its author, not a source
+    article.dataset.feed = feed.id || "";
     article.dataset.cursor = position || "";
     article.tabIndex = -1;
     article.setAttribute("aria-labelledby", "title-" + data.id);
     var meta = article.appendChild(el("p", "meta"));
-    var source = meta.appendChild(el("a", "source", data.feed.title));
-    source.href = base + "?feed=" + encodeURIComponent(data.feed.id);
+    var source = meta.appendChild(el(feed.id ? "a" : "span", "source", feed.title));
+    if (feed.id) source.href = base + "?feed=" + encodeURIComponent(feed.id);
     meta.append(" ");
     var time = meta.appendChild(el("time"));
     time.dateTime = data.published || "";
@@ -175,7 +177,7 @@
       var gone = [].slice.call(list.querySelectorAll('[data-feed="' + Number(message.feed.id) + '"]'));
       if (gone.length && !single) keepPlace(function () { gone.forEach(function (node) { node.remove(); }); }, gone);
     }
-    if (!data || (feedId && String(data.feed.id) !== feedId)) return;
+    if (!data || (feedId && String((data.feed || {}).id) !== feedId)) return;
     var existing = $("entry-" + data.id);
     if (message.type === "entry.deleted") {
       if (!existing) return;
@@ -260,7 +262,7 @@
     clearTimeout(announceTimer);
     announceTimer = setTimeout(function () {
       announcer.textContent = heard.length === 1
-        ? "New entry from " + heard[0].feed.title + ": " + (heard[0].title || "(untitled)")
+        ? "New entry from " + ((heard[0].feed || {}).title || heard[0].author) + ": " + (heard[0].title || "(untitled)")
         : heard.length + " new entries";
       heard = [];
     }, 1000);
@@ -435,6 +437,7 @@
         return;
       }
       try { apply(message); } catch (e) { /* one bad message must not stop the page */ }
+      document.dispatchEvent(new CustomEvent("livelog:message", { detail: message }));
       if (ended) connect();
     };
     ws.onclose = function (event) {

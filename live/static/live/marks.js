@@ -28,7 +28,8 @@
     return node;
   }
 
-  function permalink(id) { return "/entries/" + encodeURIComponent(id) + "/"; }
+  var base = list.dataset.blog ? "/blogs/" + encodeURIComponent(list.dataset.blog) + "/" : "/";
+  function permalink(id) { return base + "entries/" + encodeURIComponent(id) + "/"; }
 
   function pinnedCopy(data) {
     var original = document.getElementById("entry-" + data.id), copy;
@@ -56,7 +57,8 @@
       link.href = permalink(data.id);
       copy.setAttribute("aria-labelledby", title.id);
     }
-    copy.className = "entry pinned-entry" + (data.feed ? "" : " post");
+    copy.className = "entry pinned-entry";
+    copy.dataset.kind = data.kind;
     copy.id = "pinned-" + data.id;
     copy.dataset.id = data.id;
     copy.dataset.pinnedAt = data.pinned_at || "";
@@ -111,10 +113,20 @@
     });
   }
 
+  // The marks an item carries, as the server renders them (styles and the editors' tools read them).
+  function markItem(data) {
+    var node = document.getElementById("entry-" + data.id);
+    if (!node) return;
+    node.dataset.kind = data.kind;
+    node.toggleAttribute("data-pinned", !!data.pinned);
+    node.toggleAttribute("data-key-event", !!data.key_event);
+  }
+
   document.addEventListener("livelog:message", function (event) {
     var message = event.detail, data = message && message.entry;
     if (!data) return;
     var gone = message.type === "entry.deleted";
+    markItem(data);
     updatePins(data, gone);
     updateKeys(data, gone);
   });
