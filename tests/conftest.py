@@ -2,6 +2,7 @@ import asyncio
 import gc
 import os
 import signal
+import time
 import uuid
 
 import pytest
@@ -26,7 +27,7 @@ def feed_server():
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup):
+def django_db_setup(django_db_setup, django_db_blocker):
     """The test database, dropped at the end without "being accessed by other users"."""
     yield
     # Async tests' thread-sensitive sync_to_async calls (and Django's ASGI handler) run in asgiref's
@@ -35,6 +36,27 @@ def django_db_setup(django_db_setup):
     # The hubs' executor threads of finished tests' event loops are gone, but a connection object
     # is a reference cycle: its socket stays open until a collection.
     gc.collect()
+    if connections["default"].vendor == "postgresql":
+        with django_db_blocker.unblock(), connections["default"].cursor() as cursor:
+            # The backends of processes a test has just stopped may take a moment to go.
+            deadline = time.monotonic() + 5
+            while _other_sessions(cursor) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            # What is left was opened in a thread with a running event loop (Playwright's, an async
+            # test's), where Django keeps one connection per context and none closes it: this
+            # database is about to be dropped, so end them.
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connections["default"].close()
+
+
+def _other_sessions(cursor) -> int:
+    cursor.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    return cursor.fetchone()[0]
 
 
 @pytest.fixture
