@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
-from feeds.ingest import store
 from feeds.models import Entry, Feed
+from feeds.store import store
 from tests.factories import document, item
 from tests.procs import wait_until
 from tests.wsclient import LiveClient, payload, raw_connect
