@@ -41,7 +41,7 @@ class Command(BaseCommand):
             f"\nLivelog is running at {base}/\n"
             + (f"The demo live blog: {start}\n" if start != f"{base}/" else "")
             + f"Admin: {base}/admin/  (create a login with: make superuser)\n"
-            "Editors post, pin and moderate with the write API (README: Editors).\n"
+            "Become an editor: make superuser, sign in at /admin/, and a blog page has a compose box.\n"
             "Press Ctrl+C to stop.\n"
         )
         asyncio.run(self.serve(host, port))
