@@ -275,3 +275,12 @@ def test_a_post_reads_back_with_its_markdown_and_previews_store_nothing(api, blo
         "summary_html": "<p>A &lt;script&gt;x&lt;/script&gt; <strong>b</strong></p>\n"
     }
     assert Entry.objects.count() == count
+
+
+def test_the_entry_admin_lists_posts_and_held_entries(admin_client, api, blog, agency):
+    pk = post(api, title="An editor's post").json()["entry"]["id"]
+    store(agency, document(item("rumour")))
+    listing = admin_client.get("/admin/feeds/entry/")
+    assert listing.status_code == 200
+    assert "An editor&#x27;s post" in listing.content.decode()
+    assert admin_client.get(f"/admin/feeds/entry/{pk}/change/").status_code == 200

@@ -132,7 +132,7 @@
     }
     article.appendChild(el("div", "summary")).appendChild(summaryFragment(data.summary_html));
     var foot = article.appendChild(el("p", "foot"));
-    if (data.author) foot.append(el("span", "author", data.author), " · ");
+    if (data.author && data.feed) foot.append(el("span", "author", data.author), " · ");
     var permalink = foot.appendChild(el("a", "permalink", "Permalink"));
     permalink.href = base + "entries/" + encodeURIComponent(data.id) + "/";
     permalink.setAttribute("aria-describedby", title.id);
