@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models import Count, Max, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.http import http_date, quote_etag
 from django.views.decorators.gzip import gzip_page
@@ -132,6 +132,9 @@ def entry_detail(request, pk, slug=None):
     if blog is not None:
         entries = entries.filter(blog_entries(blog))
     entry = get_object_or_404(entries, pk=pk)
+    if blog is None and entry.feed_id is None:
+        # An editor's post lives in its blog: its permalink is there.
+        return redirect("blog-entry", entry.blog.slug, entry.pk)
 
     def respond():
         context = {"entry": entry, "blog": blog}

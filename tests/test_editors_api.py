@@ -284,3 +284,13 @@ def test_the_entry_admin_lists_posts_and_held_entries(admin_client, api, blog, a
     assert listing.status_code == 200
     assert "An editor&#x27;s post" in listing.content.decode()
     assert admin_client.get(f"/admin/feeds/entry/{pk}/change/").status_code == 200
+
+
+def test_a_posts_permalink_is_in_its_blog(client, api, blog):
+    pk = post(api, title="Here").json()["entry"]["id"]
+    response = client.get(f"/entries/{pk}/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/blogs/storm/entries/{pk}/"
+    page = client.get(f"/blogs/storm/entries/{pk}/").content.decode()
+    assert "Here" in page
+    assert "More from" not in page
