@@ -11,6 +11,8 @@ from editors.models import editors_group
 from feeds.models import Entry, Feed
 from feeds.store import store
 from tests.factories import document, item
+from tests.feedserver import rss
+from tests.procs import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 LIVE = "#status[data-state=live]"
@@ -165,14 +167,19 @@ def test_a_key_event_appears_in_the_list_and_its_link_scrolls_to_the_item(blog, 
 
 
 def test_a_held_entry_waits_in_the_editors_queue_until_approved_and_a_rejected_one_never_shows(
-    blog, writes, pages
+    blog, writes, pages, stack, feed_server
 ):
-    agency = Feed.objects.create(url="https://example.com/agency.xml", title="Agency")
+    # A real source, fetched by the worker on the beat's schedule.
+    url = feed_server.route("/agency.xml", rss(("rumour", "rumour"), ("fact", "fact"), title="Agency"))
+    agency = Feed.objects.create(url=url, title="Agency", interval=5)
     writes(add_source, blog, agency, hold=True)
     writes(publish, blog.wire, "wire 1")
     editor_page, reader = pages("/blogs/storm/")
-    writes(publish, agency, "rumour", "fact")
-    editor_page.wait_for_function("() => document.getElementById('queue-count').textContent === '2'")
+    stack.worker()
+    stack.beat()
+    editor_page.wait_for_function(
+        "() => document.getElementById('queue-count').textContent === '2'", timeout=30_000
+    )
     assert editor_page.locator("#queue-list li").all_inner_texts()[0].startswith("Agency")
     for page in (editor_page, reader):
         assert page.locator("#entries >> text=fact").count() == 0
@@ -184,8 +191,10 @@ def test_a_held_entry_waits_in_the_editors_queue_until_approved_and_a_rejected_o
     editor_page.click(f'#queue-list li[data-id="{rumour.pk}"] button[data-decision=reject]')
     editor_page.wait_for_function("() => document.getElementById('queue-count').textContent === '0'")
 
-    # Another fetch of the source brings the rejected entry back to no one.
-    writes(store, agency, document(item("rumour", title="rumour", summary="<p>again</p>"), title="Agency"))
+    # The source changes the rejected entry and the worker fetches it again: it reaches no one.
+    fetched = Feed.objects.get(pk=agency.pk).fetch_count
+    feed_server.route("/agency.xml", rss(("rumour", "rumour, again"), ("fact", "fact"), title="Agency"))
+    wait_until(lambda: Feed.objects.get(pk=agency.pk).fetch_count > fetched + 1, 30, what="another fetch")
     writes(publish, blog.wire, "wire 2")
     reader.wait_for_selector("#entries >> text=wire 2")
     assert reader.locator(f"#entry-{rumour.pk}").count() == 0
@@ -193,6 +202,7 @@ def test_a_held_entry_waits_in_the_editors_queue_until_approved_and_a_rejected_o
     reader.reload()
     reader.wait_for_selector(LIVE)
     assert reader.locator(f"#entry-{rumour.pk}").count() == 0
+    assert Entry.objects.get(pk=rumour.pk).review == "rejected"
 
 
 def test_the_anonymous_page_has_no_editor_markup_or_script(blog, writes, pages):
