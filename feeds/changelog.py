@@ -5,6 +5,10 @@ the list). Readers resume from a number (a cursor) and read here what came after
 changes nothing a reader sees takes no number and sends nothing.
 """
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+
 from django.db import connection
 from django.db.models import Max
 from django.dispatch import Signal
@@ -21,6 +25,19 @@ PAGE = 500
 
 # Sent with `entry` inside the transaction that logged its change; receivers act on commit.
 entry_changed = Signal()
+# How the content being stored arrived ("push", "poll") and when (a time.time() value), while it is
+# stored: live measures from there to delivery.
+arrival: ContextVar[tuple[str, float] | None] = ContextVar("arrival", default=None)
+
+
+@contextmanager
+def arriving(via: str, at: datetime):
+    """Changes logged inside this block carry how and when their content arrived."""
+    token = arrival.set((via, at.timestamp()))
+    try:
+        yield
+    finally:
+        arrival.reset(token)
 
 
 def next_seq() -> int:

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from feeds import schedule, stats, websub
+from feeds import changelog, schedule, stats, websub
 from feeds.bounds import Deadline
 from feeds.fetching import FetchError, Response, RetryLater, fetch
 from feeds.models import Feed
@@ -236,9 +236,11 @@ def _record(feed: Feed, got: Download) -> tuple[Outcome, dict]:
         # The validators are not kept: the next fetch downloads the document again rather than
         # taking a 304 for a success.
         return Outcome(error=str(exc)), changes | schedule.failed(feed, str(exc), now)
-    new, updated = store(feed, parsed, fetched_at=got.started)
+    with changelog.arriving("poll", got.started):
+        new, updated = store(feed, parsed, fetched_at=got.started)
     # WebSub: the hubs the feed names now, and whether a poll found what its hub should have pushed.
-    push = websub.discovered(feed, parsed, response.headers) | websub.missed(feed, new, now)
+    websub.missed(feed, new, now)
+    push = websub.discovered(feed, parsed, response.headers)
     return Outcome(new=new, updated=updated), changes | ok | validators | {"body_hash": body_hash} | push
 
 

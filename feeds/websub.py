@@ -35,7 +35,7 @@ from django.db.models import Count, F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from feeds import stats
+from feeds import changelog, stats
 from feeds.fetching import FetchError, check_url, post_form
 from feeds.models import Feed, Subscription
 from feeds.parsing import ParsedFeed, ParseError, http_url, parse
@@ -311,7 +311,8 @@ def receive(token: str, body: bytes, signature: str, content_type: str, received
     except ParseError as exc:
         _push_error(sub, f"pushed content refused: {exc}")
         return _counted(Push(202, "invalid"))
-    new, updated = store(feed, parsed, fetched_at=received_at)
+    with changelog.arriving("push", received_at):
+        new, updated = store(feed, parsed, fetched_at=received_at)
     changes = {"push_count": F("push_count") + 1, "last_push_at": now}
     if new and sub.demoted_at is not None:
         # The hub brought something before any poll did: it is trusted again.
@@ -382,20 +383,21 @@ def discovered(feed: Feed, parsed: ParsedFeed, headers) -> dict:
 # Polling as the safety net
 
 
-def missed(feed: Feed, new: int, now: datetime) -> dict:
+def missed(feed: Feed, new: int, now: datetime) -> None:
     """A poll of a pushed feed stored `new` entries the hub had not pushed: count them against the hub.
 
-    Returns the changes to record on the feed: back to its normal interval until a push is first again.
+    The feed goes back to its normal interval until a push is first again. Written now, not with the
+    fetch's outcome at the end of its batch: a push that promotes the hub meanwhile must not be undone.
     """
     if not new or feed.pushed_until is None or feed.pushed_until <= now:
-        return {}
+        return
+    Feed.objects.filter(pk=feed.pk).update(pushed_until=None)
     sub = Subscription.objects.filter(feed=feed, state=Subscription.State.ACTIVE).first()
     if sub is None:
-        return {"pushed_until": None}
+        return
     Subscription.objects.filter(pk=sub.pk).update(missed_count=F("missed_count") + new, demoted_at=now)
     stats.observe(Counter({f"push:missed:{sub.hub}": new}))
     log.info("websub: a poll of feed %s found %d entries %s did not push", feed.pk, new, sub.hub)
-    return {"pushed_until": None}
 
 
 def push_state(feed: Feed, sub: Subscription | None, reason: str, now: datetime | None = None) -> str:

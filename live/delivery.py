@@ -30,7 +30,13 @@ BATCH = 100
 
 
 def publish(
-    seq: int, feed_id: int | None, text: str, created: int = 0, blog: int | None = None, kind: str = ""
+    seq: int,
+    feed_id: int | None,
+    text: str,
+    created: int = 0,
+    blog: int | None = None,
+    kind: str = "",
+    arrived: tuple[str, float] | None = None,
 ) -> None:
     """Send an encoded event to every web process. Never raises: a failed push must not fail a write.
 
@@ -52,6 +58,9 @@ def publish(
         # With `kind`, a blog's own change (blogs.models.BlogChange); without, an editor's post in
         # it. Either is for that blog's readers only.
         message["blog"], message["kind"] = blog, kind
+    if arrived is not None:
+        # ("push" or "poll", when its content came in): the web process measures arrival to delivery.
+        message["arrived"] = list(arrived)
     try:
         transport().publish(message)
     except Exception:

@@ -226,6 +226,9 @@ class Hub:
                 )
                 if "committed_at" in event:
                     metrics.delivered.observe(max(0.0, time.time() - event["committed_at"]))
+                if "arrived" in event:
+                    via, at = event["arrived"]
+                    metrics.arrival_to_delivery.labels(via).observe(max(0.0, time.time() - at))
 
     async def on_event(self, seq, feed_id, created, text, blog=None, kind=""):
         if seq <= self.last:

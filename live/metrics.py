@@ -29,6 +29,14 @@ history_bytes = Gauge(
     "Bytes of recent events this web process keeps for readers who resume (LIVE_HISTORY_BYTES).",
     registry=registry,
 )
+arrival_to_delivery = Histogram(
+    "livelog_entry_arrival_to_delivery_seconds",
+    "From a stored entry's content arriving (a hub's push, a fetch's response) to this web process "
+    "handing it to its readers.",
+    labelnames=["via"],
+    buckets=stats.STAGE_BUCKETS,
+    registry=registry,
+)
 delivered = Histogram(
     "livelog_entry_delivered_seconds",
     "From an entry's commit to this web process handing it to its readers.",

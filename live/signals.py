@@ -4,7 +4,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from blogs.models import BlogChange
-from feeds.changelog import entry_changed
+from feeds.changelog import arrival, entry_changed
 from live.delivery import flush, publish
 from live.events import change_event, encode, event
 
@@ -17,7 +17,8 @@ def push_entry(sender, entry, **kwargs):
     text = encode(event(entry))
     seq, feed_id, created = entry.seq, entry.feed_id, entry.created_seq
     blog = entry.blog_id if feed_id is None else None  # a post: for its blog's readers only
-    transaction.on_commit(lambda: publish(seq, feed_id, text, created, blog), robust=True)
+    arrived = arrival.get()  # how and when a fetched or pushed entry's content came in
+    transaction.on_commit(lambda: publish(seq, feed_id, text, created, blog, arrived=arrived), robust=True)
 
 
 @receiver(post_save, sender=BlogChange, dispatch_uid="live.push_blog_change")

@@ -136,6 +136,9 @@ def test_a_feed_that_names_a_hub_is_subscribed_and_its_pushes_reach_readers_at_o
     assert metric(text, "livelog_entries_pushed_total") == 3
     assert metric(text, 'livelog_push_leases{state="active"}') == 1
     assert metric(text, "livelog_push_stored_seconds_count") == 3
+    # Push to delivery, measured by the web process that handed the entries to its readers.
+    assert metric(text, 'livelog_entry_arrival_to_delivery_seconds_count{via="push"}') == 3
+    assert metric(text, 'livelog_entry_arrival_to_delivery_seconds_bucket{le="5.0",via="push"}') == 3
 
 
 def test_a_short_lease_is_renewed_before_it_runs_out(stack, feed_server, hub):
@@ -250,6 +253,8 @@ def test_a_hub_that_stops_pushing_is_caught_by_polling_and_demoted(stack, feed_s
     finally:
         reader.close()
     assert hub.state()["deliveries"] == []
+    # Counted right after the poll's store (the reader may be a few milliseconds quicker).
+    wait_until(lambda: Subscription.objects.get(pk=sub.pk).demoted_at is not None, 5, what="the demotion")
     sub.refresh_from_db()
     assert sub.missed_count == 1
     assert sub.demoted_at is not None
@@ -258,6 +263,8 @@ def test_a_hub_that_stops_pushing_is_caught_by_polling_and_demoted(stack, feed_s
     text = scrape(web)
     assert metric(text, f'livelog_push_missed_total{{hub="{hub.url}"}}') == 1
     assert metric(text, 'livelog_push_leases{state="demoted"}') == 1
+    # The poll that caught it, measured from its response to the reader.
+    assert metric(text, 'livelog_entry_arrival_to_delivery_seconds_count{via="poll"}') >= 1
 
     # The hub pushes again, ahead of the poll: it is trusted again.
     hub.control("config", pushing=True)
