@@ -71,7 +71,7 @@ __all__ = [
 # Seconds of CPU one document may take (FEEDS_PARSE_TIMEOUT in the worker). The largest real feeds
 # of the corpus take well under a second.
 PARSE_TIMEOUT = 10.0
-# Only this much of a web page is searched for its feed links: they are in its <head>.
+# Only this much of a web page is decoded to look for its feed links (see feeds/htmlpage.py).
 PAGE_HEAD = 1 << 20
 
 FEED_START = re.compile(r"<(?:\?xml|rss|feed|rdf:RDF)\b")
@@ -105,7 +105,10 @@ def parse(
 
 def discover_feed_links(content: bytes, url: str) -> list[str]:
     """The absolute URLs of the feeds an HTML page advertises with <link rel="alternate">."""
-    return find_feed_links(clean(decode(content[:PAGE_HEAD], "")), url)
+    try:
+        return find_feed_links(clean(decode(content[:PAGE_HEAD], "")), url, cpu_deadline(PARSE_TIMEOUT))
+    except Expired:
+        return []
 
 
 def _parse(content: bytes, url: str, content_type: str, now: datetime, deadline) -> ParsedFeed:
@@ -123,7 +126,7 @@ def _parse(content: bytes, url: str, content_type: str, now: datetime, deadline)
         text = text[start.start() :]  # junk before the feed, e.g. a PHP warning
     root, doctype = _root_element(text)
     if (root in HTML_ROOTS or doctype.startswith("html")) and not FEED_ROOT.search(text):
-        raise not_a_feed(text[:PAGE_HEAD], url)
+        raise not_a_feed(text[:PAGE_HEAD], url, deadline)
     return parse_xml(text, url, root, now, deadline)
 
 

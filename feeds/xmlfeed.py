@@ -53,7 +53,7 @@ def parse_xml(text: str, url: str, root: str, now: datetime, deadline: Deadline)
     raw_entries = result.get("entries", [])
     if not result.get("version") and not raw_entries:
         if HTML_ELEMENT.search(text, 0, 65536):
-            raise not_a_feed(text, url)
+            raise not_a_feed(text, url, deadline)
         if result.get("bozo"):
             raise ParseError(f"not a feed: malformed XML ({_describe(result.get('bozo_exception'))})")
         raise ParseError(f"not a feed: an XML document whose root element is <{root}>")

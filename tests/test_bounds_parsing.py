@@ -10,7 +10,7 @@ import tracemalloc
 
 import pytest
 
-from feeds.parsing import MAX_ITEMS, ParseError, parse
+from feeds.parsing import MAX_ITEMS, ParseError, discover_feed_links, parse
 
 URL = "https://example.com/feed.xml"
 MB = 1024 * 1024
@@ -44,6 +44,10 @@ HOSTILE = {
     },
     "a 2 MB date": HEAD + "</title><pubDate>" + "1 " * MB + "</pubDate></item></channel></rss>",
     "2 MB of comments before the root": "<!-- x -->" * (MB // 5) + "<rss/>",
+    # An HTML page instead of a feed: the standard library's HTML parser is quadratic on some of these
+    # (128 KB of unterminated comments took 20 s).
+    "a page of unterminated comments": "<!DOCTYPE html><html><head>" + "<!--" * (MB // 4),
+    "a page of unterminated tags": "<!DOCTYPE html><html><head>" + "<a " * (MB // 3),
     "a 2 MB DOCTYPE": "<!DOCTYPE rss [" + '<!ENTITY a "b">' * (2 * MB // 15) + "]><rss/>",
 }
 
@@ -56,6 +60,17 @@ def test_a_costly_document_stops_at_its_cpu_budget(name):
     assert outcome.endswith(" entries") or outcome.startswith(
         ("too costly to read", "not a feed", "malformed")
     )
+
+
+def test_feed_links_are_found_in_a_page_whatever_follows_its_head():
+    page = (
+        '<!DOCTYPE html><html><head><link rel="alternate" type="application/rss+xml" href="/feed.xml">'
+        + "<!--" * (MB // 4)
+    ).encode()
+    started = time.thread_time()
+
+    assert discover_feed_links(page, "https://example.com/") == ["https://example.com/feed.xml"]
+    assert time.thread_time() - started < 1.0
 
 
 def test_the_observed_guid_document_is_read_in_linear_time():
