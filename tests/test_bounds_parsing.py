@@ -171,4 +171,4 @@ def test_parsing_in_a_thread_does_not_hold_the_event_loop(name):
     # and /healthz answered after 15-18 s.
     stall, (outcome, _cpu) = asyncio.run(largest_stall(run, HOSTILE[name], 1.0))
 
-    assert stall < 0.5, outcome
+    assert stall < 1.0, outcome  # about 0.1 s on a quiet machine; it was 5 to 76 s
