@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 newest_changes = database_sync_to_async(latest_encoded, thread_sensitive=False)
 sources_of_live_blogs = database_sync_to_async(live_sources, thread_sensitive=False)
 
+# A channel with this many readers is written to in slices of SLICE sockets, between which the hub
+# goes back to its messages: a burst in a 5,000-reader blog never holds up a 50-reader blog's entry.
+BIG_CHANNEL = 1000
+SLICE = 500
 # How often the hub renews its subscription and looks for a change it was never sent.
 HEARTBEAT = 10.0
 # Events each web process keeps in memory for readers who reconnect.
@@ -107,6 +111,9 @@ class Hub:
         # Blog id -> feed -> readers of that feed in that blog: where the whole blog's changes also go.
         self.blog_filters: dict[int, dict[int, int]] = {}
         self.routes = Routes()
+        # Big channels' deliveries still to write, in order per channel: [event, readers, next index].
+        self.backlog: dict[tuple, deque[list]] = {}
+        self.work = asyncio.Event()
         self.ready = asyncio.Event()
         self.last = 0  # every change up to here is handled: delivered, or superseded by a later one
         # The latest events, in order. Every change after `floor` is here (or a later change of
@@ -160,6 +167,7 @@ class Hub:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self.receive_forever())
                     group.create_task(self.heartbeat())
+                    group.create_task(self.write_backlog())
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -167,6 +175,7 @@ class Hub:
                 if self.inbox is not None:
                     self.inbox.close()
                 self.ready.clear()
+                self.backlog.clear()
                 for subscription in list(self.subscriptions):
                     subscription.drop()
                 await asyncio.sleep(delay)
@@ -254,9 +263,35 @@ class Hub:
         event = self.remember(seq, feed_id, created, text, blog, kind)
         for channel in channels_of(event, self.blog_filters):
             readers = self.channels.get(channel)
-            if readers:
+            if not readers:
+                continue
+            if len(readers) < BIG_CHANNEL and channel not in self.backlog:
                 for subscription in list(readers):
                     subscription.offer(event)
+            else:  # written in slices by write_backlog, after what is already waiting for this channel
+                self.backlog.setdefault(channel, deque()).append([event, list(readers), 0])
+                self.work.set()
+
+    async def write_backlog(self):
+        """Write big channels' events a slice at a time, each channel in turn, going back to the
+        event loop between slices: the next message, and the small channels it goes to, wait for
+        one slice at most, not for a big channel's whole burst."""
+        while True:
+            await self.work.wait()
+            self.work.clear()
+            while self.backlog:
+                for channel in list(self.backlog):
+                    queue = self.backlog[channel]
+                    item = queue[0]
+                    event, readers, start = item
+                    for subscription in readers[start : start + SLICE]:
+                        subscription.offer(event)
+                    item[2] = start + SLICE
+                    if item[2] >= len(readers):
+                        queue.popleft()
+                        if not queue:
+                            del self.backlog[channel]
+                await asyncio.sleep(0)
 
     def remember(self, seq, feed_id, created, text, blog=None, kind="") -> Event:
         """Keep a change, routed as of its number. `blog` with a `kind`: a blog's own change; with

@@ -230,3 +230,23 @@ async def test_an_editors_post_reaches_its_blogs_readers_only(world):
     assert [m["cursor"] for m in await received(resumed, 2)] == [post["cursor"], s1["cursor"]]
     await resumed.disconnect()
     await reader_a.disconnect()
+
+
+async def test_a_big_channel_is_written_in_slices_in_order_and_small_ones_do_not_wait(world, monkeypatch):
+    shared, only_a, only_b, a, b = world
+    monkeypatch.setattr(hub_module, "BIG_CHANNEL", 3)
+    monkeypatch.setattr(hub_module, "SLICE", 1)
+    big = [await connect("?blog=a") for _ in range(3)]
+    small = await connect("?blog=b")
+    for n in range(4):
+        await astore(only_a, item(f"a{n}"))
+    await astore(only_b, item("b1"))
+    assert titles(await received(small, 1)) == ["Title b1"]
+    for reader in big:
+        got = await received(reader, 4)
+        assert titles(got) == [f"Title a{n}" for n in range(4)]
+        assert [m["prev"] for m in got[1:]] == [m["cursor"] for m in got[:3]]
+        await nothing_more(reader)
+        await reader.disconnect()
+    assert not get_hub().backlog
+    await small.disconnect()
