@@ -68,13 +68,14 @@ def _merge(entries, changes, limit) -> tuple[list, bool]:
 
 
 def encoded_changes(
-    after: int, upto: int, feed_id: int | None, seen: int | None, blog: Blog | None = None
+    after: int, upto: int, feed_id: int | None, seen: int | None, blog_id: int | None = None
 ) -> tuple[list[tuple], bool]:
     """One page of encoded rows after `after`, for a reader who has seen every change up to `seen`
     (None: a live reader, who has seen everything before each change), and whether more follow.
-    Without `blog`: a reader of every feed or of one; with it, that blog's stream."""
-    if blog is not None:
-        rows, more = blog_changes_after(blog, after, upto, feed_id)
+    Without `blog_id`: a reader of every feed or of one; with it, that blog's stream."""
+    if blog_id is not None:
+        # Read afresh: the blog may have ended, or changed its sources, since the reader came.
+        rows, more = blog_changes_after(Blog.objects.get(pk=blog_id), after, upto, feed_id)
     else:
         rows = changes_after(after, upto, feed_id)
         more = len(rows) == PAGE

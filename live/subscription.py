@@ -47,8 +47,9 @@ class Subscription:
         self.hub = hub
         self.after = after
         self.feed_id = feed_id
-        self.blog = blog  # a blogs.models.Blog: this reader follows that blog's stream
-        self.channel = channel_of(blog.pk if blog is not None else None, feed_id)  # live/channels.py
+        # A blog's id, not the row: an idle reader costs a few bytes more, not a model instance.
+        self.blog_id = blog.pk if blog is not None else None
+        self.channel = channel_of(self.blog_id, feed_id)  # live/channels.py
         self.socket = socket
         self.on_drop = on_drop
         self.queue: asyncio.Queue | None = asyncio.Queue(QUEUE_LIMIT)
@@ -150,7 +151,7 @@ class Subscription:
         self.last = latest if self.after is None else min(self.after, latest)
         prev = self.last
         while self.last < latest:
-            rows, more = await replay_page(self.last, latest, self.feed_id, self.after, self.blog)
+            rows, more = await replay_page(self.last, latest, self.feed_id, self.after, self.blog_id)
             for seq, _, _, text, *_ in rows:
                 yield seq, with_prev(text, prev)
                 prev = seq
