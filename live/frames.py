@@ -30,6 +30,7 @@ LEVEL = 6
 
 try:
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.exceptions import InvalidHandshake
     from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
     from websockets.protocol import State
 except ImportError as exc:  # uvicorn moved its private module: the process still serves, via ASGI
@@ -112,21 +113,28 @@ def shared_socket(send) -> Socket | None:
     protocol = getattr(send, "__self__", None)
     if not isinstance(protocol, WebSocketsSansIOProtocol) or protocol.handshake_complete:
         return None
-    conn = protocol.conn
-    if not conn.extensions:
+    conn, request = protocol.conn, protocol.request
+    if conn.extensions:
+        if len(conn.extensions) != 1 or not isinstance(conn.extensions[0], PerMessageDeflate):
+            return None  # an extension we do not know how to share
+    elif "Sec-WebSocket-Extensions" not in request.headers:
         return Socket(protocol, None)
-    if len(conn.extensions) != 1 or not isinstance(conn.extensions[0], PerMessageDeflate):
-        return None  # an extension we do not know how to share
-    # uvicorn offered permessage-deflate (--ws-per-message-deflate) and the client accepted; its
-    # parameters keep a context per socket. Negotiate again, without context takeover, before the
-    # handshake response leaves: the response and the socket's codec both follow the new terms.
+    # Negotiate permessage-deflate without context takeover, before the handshake response
+    # leaves: the response and the socket's codec both follow these terms. (The Procfile leaves
+    # uvicorn's own deflate off: it would keep zlib state in every socket; with it on, this
+    # replaces what uvicorn negotiated.)
     conn.available_extensions = [DEFLATE]
-    header, conn.extensions = conn.process_extensions(protocol.request.headers)
-    del protocol.response.headers["Sec-WebSocket-Extensions"]
-    if not conn.extensions:
+    try:
+        header, extensions = conn.process_extensions(request.headers)
+    except InvalidHandshake:
+        return Socket(protocol, None) if not conn.extensions else None  # a malformed offer
+    conn.extensions = extensions
+    if "Sec-WebSocket-Extensions" in protocol.response.headers:
+        del protocol.response.headers["Sec-WebSocket-Extensions"]
+    if not extensions:
         return Socket(protocol, None)
     protocol.response.headers["Sec-WebSocket-Extensions"] = header
-    return Socket(protocol, conn.extensions[0].local_max_window_bits)
+    return Socket(protocol, extensions[0].local_max_window_bits)
 
 
-log_delivery_path()
+log_delivery_path()  # once, as the web process loads its routes

@@ -57,7 +57,7 @@ class Command(BaseCommand):
             log_config=None,  # uvicorn's lines through the project's handler (repeats are counted)
             log_level="warning",
             ws="websockets-sansio",
-            ws_per_message_deflate=True,  # compressed shared frames (live/frames.py)
+            ws_per_message_deflate=False,  # live/frames.py negotiates it, without per-socket state
         )
         server = uvicorn.Server(config)
         beat = asyncio.create_task(self.beat(server))
