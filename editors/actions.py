@@ -17,7 +17,8 @@ from blogs.models import Blog, BlogSource
 from editors import markdown
 from editors.models import record
 from feeds.models import Entry, entry_arriving
-from feeds.parsing import MAX_TITLE, clean
+from feeds.parsed import MAX_TITLE
+from feeds.sanitizing import clean
 
 MAX_PINS = 3
 MAX_BODY = 20_000

@@ -7,7 +7,7 @@ refuses javascript: and most data: URLs itself) is held to the same rules. One s
 
 from markdown_it import MarkdownIt
 
-from feeds.parsing import sanitize_html
+from feeds.sanitizing import sanitize_html
 
 _parser = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 

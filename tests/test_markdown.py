@@ -31,7 +31,7 @@ def test_raw_html_and_script_urls_never_become_markup():
 
 
 def test_the_same_allowlist_as_feed_summaries_applies():
-    from feeds.parsing import sanitize_html
+    from feeds.sanitizing import sanitize_html
 
     source = "Table? | a |\n|---|---|\n\n`code` and\n\n    pre"
     assert render(source) == sanitize_html(render(source))
