@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from feeds import changelog, schedule, stats, websub
+from feeds import changelog, schedule, stats, websub, websub_push
 from feeds.bounds import Deadline
 from feeds.fetching import FetchError, Response, RetryLater, fetch
 from feeds.models import Feed
@@ -239,7 +239,7 @@ def _record(feed: Feed, got: Download) -> tuple[Outcome, dict]:
     with changelog.arriving("poll", got.started):
         new, updated = store(feed, parsed, fetched_at=got.started)
     # WebSub: the hubs the feed names now, and whether a poll found what its hub should have pushed.
-    websub.missed(feed, new, now)
+    websub_push.missed(feed, new, now)
     push = websub.discovered(feed, parsed, response.headers)
     return Outcome(new=new, updated=updated), changes | ok | validators | {"body_hash": body_hash} | push
 

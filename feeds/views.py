@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from feeds import stats, websub
+from feeds import stats, websub, websub_push
 
 PREFIX = "/websub/"
 
@@ -29,7 +29,7 @@ async def callback(request, token: str):
         stats.observe(Counter({"push:outcome:too_large": 1}))
         return _text(f"the body is larger than {limit} bytes", 413)
     push = await _in_pool(
-        websub.receive,
+        websub_push.receive,
         token,
         body,
         request.headers.get("X-Hub-Signature", ""),
