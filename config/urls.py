@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from live import health, metrics, stream, views
+from live import demo, health, metrics, stream, views
 
 admin.site.site_header = "Livelog administration"
 
@@ -17,8 +17,8 @@ urlpatterns = [
     path("api/feeds/", views.api_feeds, name="api-feeds"),
     path("api/stream/", stream.stream, name="api-stream"),
     path("", include("editors.urls")),
-    path("demo/feed.xml", views.demo_feed, name="demo-feed"),
-    path("demo/agency.xml", views.demo_agency, name="demo-agency"),
+    path("demo/feed.xml", demo.demo_feed, name="demo-feed"),
+    path("demo/agency.xml", demo.demo_agency, name="demo-agency"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
