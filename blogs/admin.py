@@ -5,6 +5,19 @@ from django.db.models import Count
 from blogs.models import Blog, BlogChange, BlogSource, end_blog
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the app writes and the admin only shows (a blog's changes, the audit log)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class BlogSourceInline(admin.TabularInline):
     model = BlogSource
     extra = 1
@@ -57,19 +70,10 @@ class BlogAdmin(admin.ModelAdmin):
 
 
 @admin.register(BlogChange)
-class BlogChangeAdmin(admin.ModelAdmin):
+class BlogChangeAdmin(ReadOnlyAdmin):
     """The blogs' own changes, for looking into a stream; written only by the app."""
 
     list_display = ("seq", "blog", "kind", "feed_id", "entry_id", "created_at")
     list_filter = ("kind",)
     list_select_related = ("blog",)
     search_fields = ("blog__slug",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

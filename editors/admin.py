@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 
+from blogs.admin import ReadOnlyAdmin
 from editors.models import ApiToken, AuditLog
 
 
@@ -32,17 +33,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdmin):
     list_display = ("at", "username", "via", "action", "blog", "object_type", "object_id", "object_repr")
     list_filter = ("action", "via", "blog")
     search_fields = ("username", "object_repr", "object_id")
     date_hierarchy = "at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
