@@ -43,6 +43,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
             after = hub.last if hub.ready.is_set() else await current_seq()
         socket = shared_socket(self.asgi_send)  # before accepting: it settles compression
         await self.accept()
+        if socket is not None:
+            socket.handshake_done(self.scope)
         self.subscription = hub.subscribe(after, feed_id, socket, self.dropped, blog)
         self.pump = asyncio.get_running_loop().create_task(self.forward(socket))
 
@@ -52,6 +54,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         try:
             if socket is not None:
                 await self.subscription.stream_to(socket)
+                self.pump = None  # done: an idle reader keeps no finished task
                 return
             async for _, text in self.subscription:
                 await self.send(text_data=text)
@@ -67,7 +70,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if hasattr(self, "subscription"):
             self.subscription.close()
-            self.pump.cancel()
+            if self.pump is not None:
+                self.pump.cancel()
 
     async def receive(self, text_data=None, bytes_data=None):
         # Readers only listen. Anything sent is a broken or hostile client: close just this one.

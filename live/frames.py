@@ -88,6 +88,20 @@ class Socket:
         self.protocol, self.conn, self.transport = protocol, protocol.conn, protocol.transport
         self.deflate = deflate
 
+    def handshake_done(self, scope: dict) -> None:
+        """Forget what only the opening handshake needed: uvicorn keeps the request and response
+        (their headers) and the scope's header list for the socket's whole life, 4 KB of every idle
+        reader's 27 (bench/README.md, "Memory per reader"). Nothing reads them again: readers send
+        nothing, and the hub writes frames."""
+        request = self.protocol.request
+        if request is not None:
+            # websockets' parser keeps the request alive too (a local of its generator): empty it.
+            request.headers.clear()
+        self.protocol.request = self.protocol.response = None
+        headers = scope.get("headers")
+        if isinstance(headers, list):
+            headers.clear()  # the one list every copy of the scope shares (routing copies the dict)
+
     def write(self, frame: bytes) -> bool:
         """Write a frame; False when the reader is too slow (it must be dropped)."""
         if self.conn.state is not State.OPEN or self.transport.is_closing():

@@ -35,6 +35,12 @@ class Subscription:
     learns it must go and resume.
     """
 
+    # One per connected reader: no per-instance dict (bench/README.md, "Memory per reader").
+    __slots__ = (
+        "hub", "after", "feed_id", "blog_id", "channel", "socket", "on_drop", "queue", "last", "dropped",
+        "live",
+    )  # fmt: skip
+
     def __init__(
         self,
         hub,
