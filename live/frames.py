@@ -91,7 +91,7 @@ class Socket:
     def handshake_done(self, scope: dict) -> None:
         """Forget what only the opening handshake needed: uvicorn keeps the request and response
         (their headers) and the scope's header list for the socket's whole life, 4 KB of every idle
-        reader's 27 (bench/README.md, "Memory per reader"). Nothing reads them again: readers send
+        reader's 27 (README.md, "Live blogs"). Nothing reads them again: readers send
         nothing, and the hub writes frames."""
         request = self.protocol.request
         if request is not None:

@@ -35,7 +35,7 @@ class Subscription:
     learns it must go and resume.
     """
 
-    # One per connected reader: no per-instance dict (bench/README.md, "Memory per reader").
+    # One per connected reader: no per-instance dict (README.md, "Live blogs").
     __slots__ = (
         "hub", "after", "feed_id", "blog_id", "channel", "socket", "on_drop", "queue", "last", "dropped",
         "live",
