@@ -113,9 +113,10 @@ class ResumingClient:
 BROWSER_OFFER = "permessage-deflate; client_max_window_bits"
 
 
-def raw_connect(base_url: str, query: str = "", offer: str | None = BROWSER_OFFER):
-    """A bare socket through the handshake (offering what browsers offer, by default): the socket
-    and the response's headers, lower-cased. Frames are then read with `read_frame`."""
+def raw_connect(base_url: str, query: str = "", offer: str | None = BROWSER_OFFER, headers: str = ""):
+    """A bare socket through the handshake (offering what browsers offer, by default, and any
+    `headers`, as "Name: value\r\n" lines): the socket and the response's headers, lower-cased.
+    Frames are then read with `read_frame`."""
     import socket
 
     host, port = base_url.removeprefix("http://").split(":")
@@ -126,7 +127,7 @@ def raw_connect(base_url: str, query: str = "", offer: str | None = BROWSER_OFFE
         (
             f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            f"Origin: {base_url}\r\n{extensions}\r\n"
+            f"Origin: {base_url}\r\n{extensions}{headers}\r\n"
         ).encode()
     )
     response = b""
