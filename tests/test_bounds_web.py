@@ -113,9 +113,12 @@ def test_300_idle_streams_from_one_client_under_ulimit_256_leave_health_api_and_
             time.sleep(0.1)
         assert statistics.median(samples) < 0.1, samples
         assert max(samples) < 1.0, samples
-        status, seconds, _ = timed_get(url + "/api/entries/")
-        assert status == 200
-        assert seconds < 1.0
+        # Starved, every request waited 15-18 s. The first of a fresh process also pays for its
+        # database connection and lazy imports, which a loaded CI machine stretched to 4.8 s once:
+        # the best of three tells starvation from that.
+        api = [timed_get(url + "/api/entries/")[:2] for _ in range(3)]
+        assert [status for status, _ in api] == [200] * 3
+        assert min(seconds for _, seconds in api) < 1.0, api
 
         writes(store, feed, document(item("during-the-attack")))
         wait_until(lambda: Entry.objects.count() and reader.created_ids(), 10, what="the reader to get it")
