@@ -127,7 +127,7 @@ class ClientLimit:
             limit = min(limit, self.ceiling)
         if scope["type"] not in ("http", "websocket") or not limit:
             return await self.app(scope, receive, send)
-        client = address_key((scope.get("client") or ("",))[0])
+        client = address_key(client_address(scope))
         if self.open[client] >= limit:
             log.warning("a client reached its limit of %d connections: answering 429", limit)
             return await too_many(scope, send)
@@ -138,6 +138,28 @@ class ClientLimit:
             self.open[client] -= 1
             if not self.open[client]:
                 del self.open[client]
+
+
+def client_address(scope) -> str:
+    """The address the last proxy saw: the rightmost `X-Forwarded-For` entry, else the peer.
+
+    The Procfile trusts `X-Forwarded-For` from any peer (Heroku's router connects from addresses
+    that are not known in advance), and uvicorn then names the leftmost entry as the client: one
+    the client wrote itself, since a proxy appends the address it saw. Each connection could claim a
+    new address and pass the cap. The rightmost entry is what Heroku's router (or any one proxy in
+    front) appended, which the client cannot choose.
+    """
+    forwarded = [value for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"]
+    if forwarded:
+        last = forwarded[-1].decode("latin-1").rsplit(",", 1)[-1].strip()
+        if last:
+            host = last
+            if host.startswith("["):  # [v6]:port
+                host = host[1 : host.find("]")] if "]" in host else host
+            elif host.count(":") == 1:  # v4:port
+                host = host.split(":")[0]
+            return host
+    return (scope.get("client") or ("",))[0]
 
 
 def address_key(address: str) -> str:

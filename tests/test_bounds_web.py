@@ -176,6 +176,13 @@ def test_one_client_address_is_capped_over_http_and_websocket_and_others_are_not
         rotated = open_stream(url, "2001:db8:1:2:ffff::9")
         assert status_of(rotated) == 429
         rotated.close()
+        # Behind a proxy, a client that writes its own X-Forwarded-For is still the address the
+        # proxy appended: naming a new one on every connection does not pass the cap.
+        held += [open_stream(url, f"192.0.2.{n}, 198.51.100.50") for n in range(1, 4)]
+        assert [status_of(sock) for sock in held[6:]] == [200] * 3
+        forged = open_stream(url, "192.0.2.77, 198.51.100.50")
+        assert status_of(forged) == 429
+        forged.close()
     finally:
         for sock in held:
             sock.close()
