@@ -382,9 +382,14 @@ def test_a_compressed_live_update_arrives_intact(stack, writes, open_page):
     cdp.send("Network.enable")
     page.reload()
     page.wait_for_selector(LIVE)
-    [handshake] = handshakes
-    headers = {k.lower(): v for k, v in handshake["response"]["headers"].items()}
-    assert headers["sec-websocket-extensions"].startswith("permessage-deflate; server_no_context_takeover")
+    # Usually one; a second when the old page's reconnect timer fired while a slow reload was
+    # still fetching the new page (seen under CI load). Each negotiated the same.
+    assert handshakes
+    for handshake in handshakes:
+        headers = {k.lower(): v for k, v in handshake["response"]["headers"].items()}
+        assert headers["sec-websocket-extensions"].startswith(
+            "permessage-deflate; server_no_context_takeover"
+        )
 
     paragraphs = [f"Paragraph {n}: the council voted — «oui» to the plan, 投票 ✓{'x' * n}" for n in range(40)]
     summary = "".join(f"<p>{text}</p>" for text in paragraphs)
