@@ -267,6 +267,9 @@ if not DEBUG:
 # file descriptors allow), per client address (0: no limit), and seconds to send request headers.
 WEB_MAX_CONNECTIONS = int(os.environ.get("WEB_MAX_CONNECTIONS", "10000"))
 WEB_MAX_CONNECTIONS_PER_CLIENT = int(os.environ.get("WEB_MAX_CONNECTIONS_PER_CLIENT", "100"))
+# Proxies in front of the web process that append the address they saw to X-Forwarded-For (Heroku's
+# router: 1; a CDN in front of Heroku: 2). The client is the entry this far from the right.
+WEB_PROXY_HOPS = max(1, int(os.environ.get("WEB_PROXY_HOPS", "1")))
 WEB_HEADER_TIMEOUT = float(os.environ.get("WEB_HEADER_TIMEOUT", "10"))
 # An API page stops at the entry that takes it past this many bytes (and links to the rest).
 API_PAGE_MAX_BYTES = int(os.environ.get("API_PAGE_MAX_BYTES", str(1024 * 1024)))

@@ -289,17 +289,17 @@ class Hub:
                 for channel in list(self.backlog):
                     queue = self.backlog[channel]
                     item = queue[0]
-                    event, readers, start = item
-                    end = min(start + SLICE, len(readers))
-                    index = start
-                    while index < end:
-                        for subscription in readers[index : min(index + 16, end)]:
+                    event, readers, index = item
+                    end = min(index + SLICE, len(readers))
+                    while index < end:  # the clock is read every 16 sockets
+                        batch = readers[index : min(index + 16, end)]
+                        for subscription in batch:
                             subscription.offer(event)
-                        index += 16
+                        index += len(batch)
                         if time.perf_counter() > deadline:
                             break
-                    item[2] = min(index, end)
-                    if item[2] >= len(readers):
+                    item[2] = index
+                    if index >= len(readers):
                         queue.popleft()
                         if not queue:
                             del self.backlog[channel]

@@ -127,7 +127,7 @@ class ClientLimit:
             limit = min(limit, self.ceiling)
         if scope["type"] not in ("http", "websocket") or not limit:
             return await self.app(scope, receive, send)
-        client = address_key(client_address(scope))
+        client = address_key(client_address(scope, settings.WEB_PROXY_HOPS))
         if self.open[client] >= limit:
             log.warning("a client reached its limit of %d connections: answering 429", limit)
             return await too_many(scope, send)
@@ -140,26 +140,24 @@ class ClientLimit:
                 del self.open[client]
 
 
-def client_address(scope) -> str:
-    """The address the last proxy saw: the rightmost `X-Forwarded-For` entry, else the peer.
+def client_address(scope, hops: int = 1) -> str:
+    """The address the outermost of `hops` proxies saw: the `hops`-th `X-Forwarded-For` entry from
+    the right (the leftmost if there are fewer), else the peer.
 
     The Procfile trusts `X-Forwarded-For` from any peer (Heroku's router connects from addresses
     that are not known in advance), and uvicorn then names the leftmost entry as the client: one
-    the client wrote itself, since a proxy appends the address it saw. Each connection could claim a
-    new address and pass the cap. The rightmost entry is what Heroku's router (or any one proxy in
-    front) appended, which the client cannot choose.
+    the client wrote itself, since each proxy appends the address it saw. Each connection could
+    claim a new address and pass the cap. The entries our own proxies appended (WEB_PROXY_HOPS:
+    Heroku's router alone is 1) are ones the client cannot choose.
     """
-    forwarded = [value for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"]
-    if forwarded:
-        last = forwarded[-1].decode("latin-1").rsplit(",", 1)[-1].strip()
-        if last:
-            host = last
-            if host.startswith("["):  # [v6]:port
-                host = host[1 : host.find("]")] if "]" in host else host
-            elif host.count(":") == 1:  # v4:port
-                host = host.split(":")[0]
-            return host
-    return (scope.get("client") or ("",))[0]
+    forwarded = b",".join(value for name, value in scope.get("headers", ()) if name == b"x-forwarded-for")
+    entries = [entry.strip() for entry in forwarded.decode("latin-1").split(",") if entry.strip()]
+    if not entries:
+        return (scope.get("client") or ("",))[0]
+    host = entries[-min(hops, len(entries))]
+    if host.startswith("[") and "]" in host:  # [v6]:port
+        return host[1 : host.index("]")]
+    return host.split(":")[0] if host.count(":") == 1 else host  # v4:port, or v6
 
 
 def address_key(address: str) -> str:

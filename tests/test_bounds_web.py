@@ -188,6 +188,21 @@ def test_one_client_address_is_capped_over_http_and_websocket_and_others_are_not
             sock.close()
 
 
+def test_behind_two_proxies_the_client_is_the_address_the_outer_one_saw(web):
+    # A CDN in front of the router: the router's entry is the CDN's edge, shared by many readers.
+    url, _ = web(WEB_MAX_CONNECTIONS_PER_CLIENT="2", WEB_PROXY_HOPS="2")
+    held = [open_stream(url, f"192.0.2.{n}, 198.51.100.60, 203.0.113.1") for n in range(2)]
+    try:
+        assert [status_of(sock) for sock in held] == [200] * 2
+        held.append(open_stream(url, "192.0.2.9, 198.51.100.60, 203.0.113.1"))
+        assert status_of(held[-1]) == 429  # the same reader, whatever it wrote itself
+        held.append(open_stream(url, "198.51.100.61, 203.0.113.1"))
+        assert status_of(held[-1]) == 200  # another reader through the same edge
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_a_client_that_never_finishes_its_headers_is_closed(web):
     """Observed: slowloris connections stayed open indefinitely."""
     url, _ = web(WEB_HEADER_TIMEOUT="1")
