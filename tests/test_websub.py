@@ -83,6 +83,11 @@ def subscribed(stack, feed_server, hub, first="a") -> tuple[PushedFeed, Feed, Su
         return Subscription.objects.filter(feed=row, state=Subscription.State.ACTIVE).first()
 
     sub = wait_until(active, 40, what=f"a verified subscription\n{hub.state()}\n{stack.logs()}")
+    # Our row turns active when we answer the challenge; the hub records the subscriber only once
+    # that answer reaches it, a moment later. Deliveries before then would go to no one.
+    wait_until(
+        lambda: f"/websub/{sub.token}/" in " ".join(hub.state()["subscriptions"]), 10, what=str(hub.state())
+    )
     row.refresh_from_db()
     assert row.hubs == [hub.url]
     assert row.topic == feed.url
