@@ -150,6 +150,26 @@ def test_a_connection_over_the_process_limit_gets_a_503(web):
     wait_until(lambda: timed_get(url + "/healthz")[0] == 200, 5, what="room again")
 
 
+def test_a_database_that_cannot_be_reached_is_a_503_with_retry_after_not_a_500(web):
+    """Seen under a descriptor limit: a stream admitted at the moment the process ran out could not
+    open its database connection and got a 500. Down, restarting or out of descriptors, the database
+    is a temporary condition: clients are told to come back."""
+    url, proc = web(DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/nowhere")
+    for path, kind in [
+        ("/api/stream/", "application/json"),
+        ("/api/entries/", "application/json"),
+        ("/", "text/plain"),
+    ]:
+        request = urllib.request.Request(url + path, headers={"X-Forwarded-For": "198.51.100.7"})
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310
+        assert caught.value.code == 503, (path, caught.value.read())
+        assert caught.value.headers["Retry-After"] == "5"
+        assert caught.value.headers["Content-Type"].startswith(kind)
+    assert timed_get(url + "/healthz")[0] == 200  # liveness needs no database: do not restart the process
+    assert "Internal Server Error" not in proc.output()
+
+
 def test_one_client_address_is_capped_over_http_and_websocket_and_others_are_not(web):
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
