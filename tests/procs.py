@@ -82,7 +82,8 @@ def wait_until(check, timeout: float, interval: float = 0.1, what: str = "condit
         if result:
             return result
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    # `what` may be a callable: the state at the timeout (processes' logs), not at the start.
+    raise AssertionError(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
 
 
 def http_ok(url: str) -> bool:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from feeds.ingest import LEASE
 from feeds.models import Entry, Feed
 from tests.feedserver import GrowingFeed
 from tests.procs import wait_until
@@ -90,7 +91,13 @@ def test_a_worker_killed_mid_fetch_is_completed_without_duplicates(stack, feed_s
         assert Entry.objects.count() == 0
         slow["on"] = False
         stack.worker()
-        wait_until(lambda: Entry.objects.count() == 5, 90, what=f"the feed completed\n{stack.logs()}")
+        # The killed worker's lease (taken just before the fetch began) must run out, then the next
+        # tick dispatches the feed again: up to LEASE + one tick + the fetch after the kill.
+        wait_until(
+            lambda: Entry.objects.count() == 5,
+            LEASE.total_seconds() + 30,
+            what=lambda: f"the feed completed\n{stack.logs()}",
+        )
         feed.append(2)
         wait_until(lambda: Entry.objects.count() == 7, 20, what="later items")
         assert Entry.objects.values("key").distinct().count() == 7
