@@ -117,6 +117,12 @@ def test_a_feed_that_names_a_hub_is_subscribed_and_its_pushes_reach_readers_at_o
         listed = json.loads(response.read())["items"][0]
     assert (listed["hubs"], listed["topic"]) == ([hub.url], feed.url)
 
+    # The first poll after the subscription moves the feed to its pushed interval (60 s): from then on,
+    # no poll can store an entry before its push does.
+    pushed = timedelta(seconds=30)
+    wait_until(
+        lambda: Feed.objects.get(pk=row.pk).next_fetch_at - timezone.now() > pushed, 15, what="60 s polls"
+    )
     readers = [LiveClient(web) for _ in range(3)]
     try:
         for n in range(3):
@@ -265,16 +271,26 @@ def test_a_hub_that_stops_pushing_is_caught_by_polling_and_demoted(stack, feed_s
     assert sub.demoted_at is not None
     row.refresh_from_db()
     assert row.pushed_until is None  # back to its own 5-second interval
-    text = scrape(web)
-    assert metric(text, f'livelog_push_missed_total{{hub="{hub.url}"}}') == 1
+    # The miss is counted in Redis right after the demotion is written: wait for it, then read it exactly.
+    missed = f'livelog_push_missed_total{{hub="{hub.url}"}}'
+
+    def counted():
+        text = scrape(web)
+        return text if metric(text, missed) >= 1 else None
+
+    text = wait_until(counted, 5, what="the miss counted")
+    assert metric(text, missed) == 1
     assert metric(text, 'livelog_push_leases{state="demoted"}') == 1
     # The poll that caught it, measured from its response to the reader. Counted when the worker's
     # message reaches the web process, which can come after the heartbeat's catch-up showed the entry.
     poll_count = 'livelog_entry_arrival_to_delivery_seconds_count{via="poll"}'
     wait_until(lambda: metric(scrape(web), poll_count) >= 1, 10, what="the poll's arrival-to-delivery count")
 
-    # The hub pushes again, ahead of the poll: it is trusted again.
+    # The hub pushes again, ahead of the poll: it is trusted again. Right after a poll (the next is
+    # 5 s away), so that the poll cannot store the entry first and leave the push nothing new.
     hub.control("config", pushing=True)
+    polls = feed_server.hits["/pushed.xml"]
+    wait_until(lambda: feed_server.hits["/pushed.xml"] > polls, 10, what="a poll")
     feed.append("back")
     hub.publish(feed.url)
     wait_until(lambda: Feed.objects.get(pk=row.pk).pushed_until is not None, 10, what="promotion")
